@@ -1,0 +1,789 @@
+//! The GEMM entry points, their operands and epilogues, and the blocking/threading driver.
+//!
+//! # The math
+//! With A quantized per row (`A_real[m, k] = s_a[m]·(A[m, k] − z_a[m])`, `A` in u8, or i8
+//! handled as u8 with the zero point shifted by 128) and B symmetric i8 per output channel or
+//! per group along K (`B_real[k, n] = s_b[g(k), n]·B[k, n]`):
+//!
+//! ```text
+//! acc[m, n]   = Σ_k A[m, k]·B[k, n]                     (i32, the micro-kernel)
+//! exact[m, n] = acc[m, n] − z_a[m]·Σ_k B[k, n]          (zero-point correction, column sums
+//!                                                        precomputed when B is packed)
+//! C[m, n]     = Σ_g s_a[m]·s_b[g, n]·exact_g[m, n] + bias[n]          (f32 epilogue)
+//! Q[m, n]     = saturate(round_half_even(C[m, n] / s_o) + z_o)        (requantize epilogue)
+//! ```
+
+use crate::abuf::AlignedBuf;
+use crate::dispatch::KernelId;
+use crate::error::{KernelError, Result, check_len, mul};
+use crate::microkernel::{self, Job, Tile};
+use crate::pack::{KGroup, MAX_EXACT_K, PackedB};
+use crate::pool;
+use crate::quantize::{Granularity, QInt, QuantParams, params_u8};
+use std::cell::RefCell;
+
+/// A per-row (per-token) or per-tensor activation parameter.
+#[derive(Clone, Copy, Debug)]
+pub enum RowParam<'a, T> {
+    /// One value for every row.
+    PerTensor(T),
+    /// One value per row (`M` values).
+    PerRow(&'a [T]),
+}
+
+impl<T: Copy> RowParam<'_, T> {
+    #[inline(always)]
+    fn get(&self, r: usize) -> T {
+        match self {
+            RowParam::PerTensor(v) => *v,
+            RowParam::PerRow(v) => v[r],
+        }
+    }
+    fn check_len(&self, what: &'static str, m: usize) -> Result<()> {
+        match self {
+            RowParam::PerTensor(_) => Ok(()),
+            RowParam::PerRow(v) => check_len(what, v.len(), m, || format!("one per row, M = {m}")),
+        }
+    }
+    fn values(&self) -> &[T] {
+        match self {
+            RowParam::PerTensor(v) => std::slice::from_ref(v),
+            RowParam::PerRow(v) => v,
+        }
+    }
+}
+
+/// Quantized activation storage.
+#[derive(Clone, Copy, Debug)]
+pub enum ActivationData<'a> {
+    /// Unsigned (affine) activations, `[M × K]` row-major.
+    U8(&'a [u8]),
+    /// Signed activations, `[M × K]` row-major (symmetric: zero point 0).
+    I8(&'a [i8]),
+}
+
+/// The left operand `A[M × K]`: quantized activations with their parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Activations<'a> {
+    /// Row-major quantized values.
+    pub data: ActivationData<'a>,
+    /// Rows.
+    pub m: usize,
+    /// Columns (the reduction length).
+    pub k: usize,
+    /// Zero points, in the domain of the data (`[0, 255]` for u8, `[−128, 127]` for i8).
+    pub zero_points: RowParam<'a, i32>,
+    /// Scales (used by the f32 and requantizing epilogues; ignored for i32 output).
+    pub scales: RowParam<'a, f32>,
+}
+
+impl<'a> Activations<'a> {
+    /// u8 activations with per-tensor zero point `zero_point` and scale 1.
+    pub fn u8(data: &'a [u8], m: usize, k: usize, zero_point: i32) -> Self {
+        Activations {
+            data: ActivationData::U8(data),
+            m,
+            k,
+            zero_points: RowParam::PerTensor(zero_point),
+            scales: RowParam::PerTensor(1.0),
+        }
+    }
+
+    /// Symmetric i8 activations (zero point 0, scale 1).
+    pub fn i8(data: &'a [i8], m: usize, k: usize) -> Self {
+        Activations {
+            data: ActivationData::I8(data),
+            m,
+            k,
+            zero_points: RowParam::PerTensor(0),
+            scales: RowParam::PerTensor(1.0),
+        }
+    }
+
+    /// Replaces the scales.
+    pub fn with_scales(mut self, scales: RowParam<'a, f32>) -> Self {
+        self.scales = scales;
+        self
+    }
+
+    /// Replaces the zero points.
+    pub fn with_zero_points(mut self, zero_points: RowParam<'a, i32>) -> Self {
+        self.zero_points = zero_points;
+        self
+    }
+}
+
+/// Scales of the symmetric int8 weights.
+#[derive(Clone, Copy, Debug)]
+pub enum WeightScales<'a> {
+    /// One scale for the whole matrix.
+    PerTensor(f32),
+    /// One scale per output channel (`N` values).
+    PerChannel(&'a [f32]),
+    /// One scale per K group and output channel, `[num_groups × N]` row-major; needs weights
+    /// packed with [`crate::PackOptions::group_size`].
+    PerGroup(&'a [f32]),
+}
+
+/// Requantized output storage.
+#[derive(Debug)]
+pub enum QuantizedOutput<'a> {
+    /// u8 output, `[M × N]`.
+    U8(&'a mut [u8]),
+    /// i8 output, `[M × N]`.
+    I8(&'a mut [i8]),
+}
+
+/// What happens to the i32 accumulators: the fused epilogue.
+#[derive(Debug)]
+pub enum Epilogue<'a> {
+    /// Exact `Σ_k (A[m, k] − z_a[m])·B[k, n]` in i32 (requires `K ≤` [`MAX_EXACT_K`]).
+    I32 {
+        /// `[M × N]` output.
+        out: &'a mut [i32],
+    },
+    /// Dequantized f32: `s_a[m]·s_b[n]·exact[m, n] + bias[n]` (summed over groups).
+    F32 {
+        /// Weight scales.
+        weight_scales: WeightScales<'a>,
+        /// Optional bias, `N` values.
+        bias: Option<&'a [f32]>,
+        /// `[M × N]` output.
+        out: &'a mut [f32],
+    },
+    /// The f32 result requantized with `output` parameters (for chaining int8 layers).
+    Requantize {
+        /// Weight scales.
+        weight_scales: WeightScales<'a>,
+        /// Optional bias, `N` values.
+        bias: Option<&'a [f32]>,
+        /// Output scale and zero point.
+        output: QuantParams,
+        /// `[M × N]` output.
+        out: QuantizedOutput<'a>,
+    },
+}
+
+/// Execution options.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmOptions {
+    /// Threads to use; `0` means every core this process may run on. Shapes too small to gain
+    /// from threads run on the calling thread whatever this says.
+    pub threads: usize,
+}
+
+impl Default for GemmOptions {
+    fn default() -> Self {
+        GemmOptions { threads: 0 }
+    }
+}
+
+impl GemmOptions {
+    /// Single-threaded.
+    pub fn single_thread() -> Self {
+        GemmOptions { threads: 1 }
+    }
+
+    /// At most `threads` threads.
+    pub fn with_threads(threads: usize) -> Self {
+        GemmOptions { threads }
+    }
+
+    fn resolved_threads(&self) -> usize {
+        let max = pool::max_threads();
+        if self.threads == 0 { max } else { self.threads.min(max) }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Epilogue state, shared by all threads of one call.
+
+#[derive(Clone, Copy)]
+enum OutPtr {
+    I32(*mut i32),
+    F32(*mut f32),
+    U8(*mut u8),
+    I8(*mut i8),
+}
+
+struct Epi<'a> {
+    out: OutPtr,
+    n: usize,
+    nr: usize,
+    zp: RowParam<'a, i32>,
+    sa: RowParam<'a, f32>,
+    /// Weight scales for the current group, N values.
+    sb: &'a [f32],
+    bias: Option<&'a [f32]>,
+    col_sums: &'a [i32],
+    /// Add into the f32 output instead of overwriting (groups after the first).
+    accumulate: bool,
+    /// For requantization: 1/scale, zero point.
+    inv_out: f32,
+    zp_out: i32,
+}
+
+// SAFETY: the raw output pointer is only written at disjoint tiles by different threads.
+unsafe impl Sync for Epi<'_> {}
+
+impl Epi<'_> {
+    #[inline(always)]
+    fn tile_body(&self, t: &Tile) {
+        let col0 = t.panel * self.nr;
+        if col0 >= self.n {
+            return;
+        }
+        let cols = self.nr.min(self.n - col0);
+        let cs = &self.col_sums[col0..col0 + cols];
+        let sb = &self.sb[col0.min(self.sb.len())..(col0 + cols).min(self.sb.len())];
+        let bias = self.bias.map(|b| &b[col0..col0 + cols]);
+        for r in 0..t.rows {
+            let row = t.row + r;
+            // SAFETY: the kernel wrote `rows × ld` accumulators with ld ≥ cols.
+            let acc = unsafe { std::slice::from_raw_parts(t.acc.add(r * t.ld), cols) };
+            let zp = self.zp.get(row);
+            let off = row * self.n + col0;
+            // SAFETY (all arms): `off + cols ≤ M·N` and no other thread writes this tile.
+            match self.out {
+                OutPtr::I32(o) => {
+                    let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
+                    for c in 0..cols {
+                        o[c] = acc[c].wrapping_sub(zp.wrapping_mul(cs[c]));
+                    }
+                }
+                OutPtr::F32(o) => {
+                    let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
+                    let sa = self.sa.get(row);
+                    if self.accumulate {
+                        for c in 0..cols {
+                            o[c] += acc[c].wrapping_sub(zp.wrapping_mul(cs[c])) as f32 * (sa * sb[c]);
+                        }
+                    } else if let Some(bias) = bias {
+                        for c in 0..cols {
+                            o[c] = acc[c].wrapping_sub(zp.wrapping_mul(cs[c])) as f32 * (sa * sb[c]) + bias[c];
+                        }
+                    } else {
+                        for c in 0..cols {
+                            o[c] = acc[c].wrapping_sub(zp.wrapping_mul(cs[c])) as f32 * (sa * sb[c]);
+                        }
+                    }
+                }
+                OutPtr::U8(o) => {
+                    let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
+                    self.requant_row(acc, zp, row, cs, sb, bias, o);
+                }
+                OutPtr::I8(o) => {
+                    let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
+                    self.requant_row(acc, zp, row, cs, sb, bias, o);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn requant_row<T: QInt>(&self, acc: &[i32], zp: i32, row: usize, cs: &[i32], sb: &[f32], bias: Option<&[f32]>, o: &mut [T]) {
+        let sa = self.sa.get(row);
+        let lo = (T::MIN - self.zp_out) as f32;
+        let hi = (T::MAX - self.zp_out) as f32;
+        for c in 0..o.len() {
+            let v = acc[c].wrapping_sub(zp.wrapping_mul(cs[c])) as f32 * (sa * sb[c]) + bias.map_or(0.0, |b| b[c]);
+            let q = (v * self.inv_out).round_ties_even().max(lo).min(hi) as i32 + self.zp_out;
+            o[c] = T::from_i32(q);
+        }
+    }
+
+    fn tile(&self, t: &Tile) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+            fn v512(e: &Epi<'_>, t: &Tile) {
+                e.tile_body(t)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn v256(e: &Epi<'_>, t: &Tile) {
+                e.tile_body(t)
+            }
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                // SAFETY: the CPU supports the enabled features.
+                return unsafe { v512(self, t) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports the enabled features.
+                return unsafe { v256(self, t) };
+            }
+        }
+        self.tile_body(t)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Scratch for packed activations, reused across calls on each thread.
+
+struct Scratch {
+    a: AlignedBuf<u8>,
+    zp: Vec<i32>,
+    scale: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> =
+        RefCell::new(Scratch { a: AlignedBuf::zeroed(0), zp: Vec::new(), scale: Vec::new() });
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch { a: AlignedBuf::zeroed(0), zp: Vec::new(), scale: Vec::new() }),
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// Validation helpers.
+
+fn check_scales(what: &'static str, s: &[f32]) -> Result<()> {
+    match s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+        Some(i) => Err(KernelError::InvalidScale { what, index: i, value: s[i] }),
+        None => Ok(()),
+    }
+}
+
+fn check_zero_points(z: &[i32], min: i32, max: i32) -> Result<()> {
+    match z.iter().position(|v| *v < min || *v > max) {
+        Some(i) => Err(KernelError::InvalidZeroPoint { index: i, value: z[i], min, max }),
+        None => Ok(()),
+    }
+}
+
+/// Weight scales expanded to `groups × N` (or `N` when not per group).
+enum ScalesView<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Vec<f32>),
+}
+
+impl ScalesView<'_> {
+    fn get(&self) -> &[f32] {
+        match self {
+            ScalesView::Borrowed(s) => s,
+            ScalesView::Owned(v) => v,
+        }
+    }
+}
+
+fn resolve_weight_scales<'a>(ws: &WeightScales<'a>, b: &PackedB) -> Result<(ScalesView<'a>, bool)> {
+    let n = b.n();
+    match *ws {
+        WeightScales::PerTensor(s) => {
+            check_scales("weight_scales", std::slice::from_ref(&s))?;
+            Ok((ScalesView::Owned(vec![s; n]), false))
+        }
+        WeightScales::PerChannel(s) => {
+            check_len("weight_scales", s.len(), n, || format!("per output channel, N = {n}"))?;
+            check_scales("weight_scales", s)?;
+            Ok((ScalesView::Borrowed(s), false))
+        }
+        WeightScales::PerGroup(s) => {
+            if b.group_size().is_none() {
+                return Err(KernelError::Shape(
+                    "per-group weight scales need weights packed with PackOptions::group_size".into(),
+                ));
+            }
+            let g = b.num_groups();
+            check_len("weight_scales", s.len(), g * n, || format!("{g} groups × N = {n}"))?;
+            check_scales("weight_scales", s)?;
+            Ok((ScalesView::Borrowed(s), g > 1))
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Entry points.
+
+/// `C = A·B` with a fused epilogue, on the kernel `b` was packed for.
+///
+/// # Errors
+/// Any shape, length or parameter problem (see [`KernelError`]); nothing is written then.
+///
+/// ```
+/// use ember_kernels::{gemm, Activations, Epilogue, GemmOptions, PackOptions, PackedB};
+/// // A = [[1, 2, 3]] (u8, zero point 1), B = [[1, 0], [0, 1], [1, 1]] (K = 3, N = 2).
+/// let b = PackedB::pack(&[1, 0, 0, 1, 1, 1], 3, 2, PackOptions::default()).unwrap();
+/// let mut c = [0i32; 2];
+/// gemm(&Activations::u8(&[1, 2, 3], 1, 3, 1), &b, Epilogue::I32 { out: &mut c }, &GemmOptions::default()).unwrap();
+/// assert_eq!(c, [2, 3]); // (1−1)·1 + (3−1)·1 = 2; (2−1) + (3−1) = 3
+/// ```
+pub fn gemm(a: &Activations<'_>, b: &PackedB, epilogue: Epilogue<'_>, opts: &GemmOptions) -> Result<()> {
+    let kernel = b.kernel().require()?;
+    let (m, k, n) = (a.m, a.k, b.n());
+    if k != b.k() {
+        return Err(KernelError::Shape(format!("A is {m}×{k} but B is {}×{n}: K must match", b.k())));
+    }
+    let mk = mul(m, k)?;
+    let mn = mul(m, n)?;
+    let (zmin, zmax, shift) = match a.data {
+        ActivationData::U8(d) => {
+            check_len("a", d.len(), mk, || format!("M = {m}, K = {k}"))?;
+            (0, 255, 0)
+        }
+        ActivationData::I8(d) => {
+            check_len("a", d.len(), mk, || format!("M = {m}, K = {k}"))?;
+            (-128, 127, 128)
+        }
+    };
+    a.zero_points.check_len("zero_points", m)?;
+    check_zero_points(a.zero_points.values(), zmin, zmax)?;
+    let needs_scales = !matches!(epilogue, Epilogue::I32 { .. });
+    if needs_scales {
+        a.scales.check_len("scales", m)?;
+        check_scales("scales", a.scales.values())?;
+    }
+    let out_len = match &epilogue {
+        Epilogue::I32 { out } => out.len(),
+        Epilogue::F32 { out, .. } => out.len(),
+        Epilogue::Requantize { out: QuantizedOutput::U8(o), .. } => o.len(),
+        Epilogue::Requantize { out: QuantizedOutput::I8(o), .. } => o.len(),
+    };
+    check_len("out", out_len, mn, || format!("M = {m}, N = {n}"))?;
+    if matches!(epilogue, Epilogue::I32 { .. }) && k > MAX_EXACT_K {
+        return Err(KernelError::KTooLarge { k, max: MAX_EXACT_K });
+    }
+    let opts = *opts;
+    let zp_shifted: Vec<i32>;
+    let zp = if shift == 0 {
+        a.zero_points
+    } else {
+        zp_shifted = a.zero_points.values().iter().map(|z| z + shift).collect();
+        match a.zero_points {
+            RowParam::PerTensor(_) => RowParam::PerTensor(zp_shifted[0]),
+            RowParam::PerRow(_) => RowParam::PerRow(&zp_shifted),
+        }
+    };
+    let kp = b.packed_k();
+    // Zero-copy when A is u8 and needs no padding.
+    if let ActivationData::U8(d) = a.data
+        && kp == k
+    {
+        return run_epilogue(kernel, d.as_ptr(), m, b, zp, a.scales, epilogue, opts);
+    }
+    with_scratch(|s| {
+        let len = mul(m, kp)?;
+        s.a.ensure_len(len);
+        let buf = &mut s.a[..len];
+        for r in 0..m {
+            let row = &mut buf[r * kp..(r + 1) * kp];
+            for g in b.groups() {
+                let dst = &mut row[g.p0..g.p0 + g.plen];
+                let src = r * k + g.k0..r * k + g.k0 + g.len;
+                match a.data {
+                    ActivationData::U8(d) => dst[..g.len].copy_from_slice(&d[src]),
+                    ActivationData::I8(d) => {
+                        for (o, &v) in dst[..g.len].iter_mut().zip(&d[src]) {
+                            *o = (v as u8) ^ 0x80;
+                        }
+                    }
+                }
+                dst[g.len..].fill(0);
+            }
+        }
+        run_epilogue(kernel, buf.as_ptr(), m, b, zp, a.scales, epilogue, opts)
+    })
+}
+
+/// Options for [`dynamic_quantized_matmul`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DynamicOptions {
+    /// Threading.
+    pub gemm: GemmOptions,
+    /// Activation quantization granularity (per row by default, which is more accurate than
+    /// ONNX Runtime's per-tensor choice at the same cost).
+    pub granularity: Granularity,
+}
+
+/// The fused dynamic-quantization linear layer: `out = x·B_real + bias` where `x` (f32,
+/// `[M × K]`) is quantized to affine u8 on the fly (per row or per tensor), multiplied with the
+/// packed int8 weights and dequantized in the epilogue. This is the entry point `ember-quant`
+/// uses for dynamic int8 `Linear` layers.
+///
+/// # Errors
+/// Shape and length mismatches, invalid weight scales, and NaN/±Inf in `x`.
+///
+/// ```
+/// use ember_kernels::{dynamic_quantized_matmul, DynamicOptions, PackOptions, PackedB, WeightScales};
+/// let w = [127i8, -127, 64, 0]; // K = 2, N = 2, scale 1/127
+/// let b = PackedB::pack(&w, 2, 2, PackOptions::default()).unwrap();
+/// let mut y = [0f32; 2];
+/// dynamic_quantized_matmul(&[1.0, 0.5], 1, &b, WeightScales::PerTensor(1.0 / 127.0), None, &mut y, &DynamicOptions::default()).unwrap();
+/// assert!((y[0] - 1.252).abs() < 0.01 && (y[1] + 1.0).abs() < 0.01);
+/// ```
+pub fn dynamic_quantized_matmul(
+    x: &[f32],
+    m: usize,
+    b: &PackedB,
+    weight_scales: WeightScales<'_>,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    opts: &DynamicOptions,
+) -> Result<()> {
+    let kernel = b.kernel().require()?;
+    let (k, n) = (b.k(), b.n());
+    check_len("x", x.len(), mul(m, k)?, || format!("M = {m}, K = {k}"))?;
+    check_len("out", out.len(), mul(m, n)?, || format!("M = {m}, N = {n}"))?;
+    // Validate everything before quantizing, so errors leave `out` untouched.
+    let _ = resolve_weight_scales(&weight_scales, b)?;
+    if let Some(bias) = bias {
+        check_len("bias", bias.len(), n, || format!("N = {n}"))?;
+    }
+    let kp = b.packed_k();
+    let gopts = opts.gemm;
+    with_scratch(|s| {
+        let len = mul(m, kp)?;
+        s.a.ensure_len(len);
+        s.zp.resize(m, 0);
+        s.scale.resize(m, 0.0);
+        let groups = b.groups();
+        match opts.granularity {
+            Granularity::PerTensor => {
+                let (mut lo, mut hi) = (0f32, 0f32);
+                for r in 0..m {
+                    let (l, h) = crate::quantize::scan_row(&x[r * k..(r + 1) * k], r * k)?;
+                    lo = lo.min(l);
+                    hi = hi.max(h);
+                }
+                let p = params_u8(lo, hi)?;
+                s.zp.fill(p.zero_point);
+                s.scale.fill(p.scale);
+                quantize_rows_into(x, k, kp, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n);
+            }
+            Granularity::PerRow => {
+                // Ranges first (this also rejects NaN/Inf before anything is written).
+                for r in 0..m {
+                    let (lo, hi) = crate::quantize::scan_row(&x[r * k..(r + 1) * k], r * k)?;
+                    let p = params_u8(lo, hi)?;
+                    s.zp[r] = p.zero_point;
+                    s.scale[r] = p.scale;
+                }
+                quantize_rows_into(x, k, kp, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n);
+            }
+        }
+        let epi = Epilogue::F32 { weight_scales, bias, out };
+        run_epilogue(kernel, s.a.as_ptr(), m, b, RowParam::PerRow(&s.zp), RowParam::PerRow(&s.scale), epi, gopts)
+    })
+}
+
+/// Quantizes the rows of `x` into the padded A layout, in parallel for large inputs.
+#[allow(clippy::too_many_arguments)]
+fn quantize_rows_into(
+    x: &[f32],
+    k: usize,
+    kp: usize,
+    groups: &[KGroup],
+    a: &mut [u8],
+    zp: &[i32],
+    scale: &[f32],
+    m: usize,
+    opts: GemmOptions,
+    kernel: KernelId,
+    n: usize,
+) {
+    let threads = opts.resolved_threads();
+    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads.min(m) } else { 1 };
+    let a_ptr = SendPtr(a.as_mut_ptr());
+    let rows_per = m.div_ceil(parts.max(1));
+    pool::run(parts, &|part| {
+        let a_ptr = &a_ptr;
+        for r in part * rows_per..((part + 1) * rows_per).min(m) {
+            // SAFETY: each part writes its own rows of `a`.
+            let row = unsafe { std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp), kp) };
+            let inv = 1.0 / scale[r];
+            for g in groups {
+                let dst = &mut row[g.p0..g.p0 + g.plen];
+                crate::quantize::quantize_u8_unchecked(&x[r * k + g.k0..r * k + g.k0 + g.len], inv, zp[r], &mut dst[..g.len]);
+                dst[g.len..].fill(0);
+            }
+        }
+    });
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: used only to hand disjoint regions to pool parts.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Rough single-thread throughput per kernel (GOP/s), for the threading threshold.
+fn est_gops(kernel: KernelId) -> f64 {
+    match kernel {
+        KernelId::Scalar => 4.0,
+        KernelId::Avx2 => 100.0,
+        KernelId::AvxVnni => 300.0,
+        KernelId::Avx512Vnni => 800.0,
+        KernelId::Amx => 2500.0,
+    }
+}
+
+/// Whether a problem is big enough that splitting it beats the hand-off cost (a few µs when
+/// workers are spinning, 12-25 µs when they were parked).
+fn parallel_worth_it(kernel: KernelId, m: usize, kp: usize, n: usize) -> bool {
+    let ops = 2.0 * m as f64 * kp as f64 * n as f64;
+    ops / (est_gops(kernel) * 1e3) >= PARALLEL_MIN_US
+}
+
+/// Single-thread run time (estimated, µs) below which a call stays on one thread.
+const PARALLEL_MIN_US: f64 = 30.0;
+
+#[allow(clippy::too_many_arguments)]
+fn run_epilogue(
+    kernel: KernelId,
+    a: *const u8,
+    m: usize,
+    b: &PackedB,
+    zp: RowParam<'_, i32>,
+    sa: RowParam<'_, f32>,
+    epilogue: Epilogue<'_>,
+    opts: GemmOptions,
+) -> Result<()> {
+    let n = b.n();
+    let nr = b.spec().nr;
+    let mut base = Epi {
+        out: OutPtr::I32(std::ptr::null_mut()),
+        n,
+        nr,
+        zp,
+        sa,
+        sb: &[],
+        bias: None,
+        col_sums: b.col_sums_total(),
+        accumulate: false,
+        inv_out: 1.0,
+        zp_out: 0,
+    };
+    let full_k = [(0usize, b.packed_k())];
+    match epilogue {
+        Epilogue::I32 { out } => {
+            base.out = OutPtr::I32(out.as_mut_ptr());
+            drive(kernel, a, m, b, &full_k, |_| &base, opts);
+        }
+        Epilogue::F32 { weight_scales, bias, out } => {
+            let (scales, grouped) = resolve_weight_scales(&weight_scales, b)?;
+            if let Some(bias) = bias {
+                check_len("bias", bias.len(), n, || format!("N = {n}"))?;
+            }
+            base.out = OutPtr::F32(out.as_mut_ptr());
+            base.bias = bias;
+            run_f32(kernel, a, m, b, base, scales.get(), grouped, opts);
+        }
+        Epilogue::Requantize { weight_scales, bias, output, out } => {
+            let (scales, grouped) = resolve_weight_scales(&weight_scales, b)?;
+            if let Some(bias) = bias {
+                check_len("bias", bias.len(), n, || format!("N = {n}"))?;
+            }
+            let (qmin, qmax) = match out {
+                QuantizedOutput::U8(_) => (0, 255),
+                QuantizedOutput::I8(_) => (-128, 127),
+            };
+            output.validate(qmin, qmax)?;
+            base.bias = bias;
+            if grouped {
+                // Groups must be summed in f32 before rounding: go through an f32 buffer.
+                let mut tmp = vec![0f32; m * n];
+                base.out = OutPtr::F32(tmp.as_mut_ptr());
+                run_f32(kernel, a, m, b, base, scales.get(), true, opts);
+                let p = output;
+                match out {
+                    QuantizedOutput::U8(o) => crate::quantize::quantize(&tmp, p, o)?,
+                    QuantizedOutput::I8(o) => crate::quantize::quantize(&tmp, p, o)?,
+                }
+            } else {
+                base.out = match out {
+                    QuantizedOutput::U8(o) => OutPtr::U8(o.as_mut_ptr()),
+                    QuantizedOutput::I8(o) => OutPtr::I8(o.as_mut_ptr()),
+                };
+                base.inv_out = 1.0 / output.scale;
+                base.zp_out = output.zero_point;
+                base.sb = scales.get();
+                drive(kernel, a, m, b, &full_k, |_| &base, opts);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_f32(kernel: KernelId, a: *const u8, m: usize, b: &PackedB, base: Epi<'_>, scales: &[f32], grouped: bool, opts: GemmOptions) {
+    let n = b.n();
+    if !grouped {
+        let epi = Epi { sb: scales, ..base };
+        drive(kernel, a, m, b, &[(0, b.packed_k())], |_| &epi, opts);
+        return;
+    }
+    let groups = b.groups();
+    let epis: Vec<Epi<'_>> = groups
+        .iter()
+        .enumerate()
+        .map(|(g, _)| Epi {
+            sb: &scales[g * n..(g + 1) * n],
+            col_sums: &b.col_sums()[g * n..(g + 1) * n],
+            accumulate: g > 0,
+            bias: if g == 0 { base.bias } else { None },
+            ..base
+        })
+        .collect();
+    let ranges: Vec<(usize, usize)> = groups.iter().map(|g| (g.p0, g.p0 + g.plen)).collect();
+    drive(kernel, a, m, b, &ranges, |g| &epis[g], opts);
+}
+
+/// Splits the work into parts (panels first, then rows) and runs the kernel over each K range
+/// in order, calling the range's epilogue on every tile.
+fn drive<'e>(
+    kernel: KernelId,
+    a: *const u8,
+    m: usize,
+    b: &PackedB,
+    ranges: &[(usize, usize)],
+    epi: impl Fn(usize) -> &'e Epi<'e> + Sync,
+    opts: GemmOptions,
+) {
+    let kp = b.packed_k();
+    let npanels = b.npanels();
+    if m == 0 || b.n() == 0 {
+        return;
+    }
+    if kp == 0 {
+        // K = 0: the product is zero; the epilogue still writes bias / zero outputs.
+        let zeros = vec![0i32; b.spec().nr];
+        let e = epi(0);
+        for p in 0..npanels {
+            for r in 0..m {
+                e.tile(&Tile { row: r, rows: 1, panel: p, acc: zeros.as_ptr(), ld: 0 });
+            }
+        }
+        return;
+    }
+    let threads = opts.resolved_threads();
+    let parallel = threads > 1 && parallel_worth_it(kernel, m, kp, b.n());
+    let row_align = if kernel == KernelId::Amx { 32 } else { 6 };
+    let (parts, split_panels) = if !parallel {
+        (1, true)
+    } else if npanels >= threads {
+        (threads, true)
+    } else {
+        let rows_per = m.div_ceil(threads).div_ceil(row_align) * row_align;
+        (m.div_ceil(rows_per), false)
+    };
+    let a_ptr = SendPtr(a as *mut u8);
+    let run_part = |part: usize| {
+        let a_ptr = &a_ptr;
+        let (m0, m1, p0, p1) = if split_panels {
+            (0, m, npanels * part / parts, npanels * (part + 1) / parts)
+        } else {
+            let rows_per = m.div_ceil(parts).div_ceil(row_align) * row_align;
+            ((part * rows_per).min(m), ((part + 1) * rows_per).min(m), 0, npanels)
+        };
+        for (g, &(k0, k1)) in ranges.iter().enumerate() {
+            let e = epi(g);
+            let job = Job { a: a_ptr.0, lda: kp, m0, m1, b, p0, p1, k0, k1 };
+            // SAFETY: the kernel is supported (checked by the caller), `b` is packed for it, A
+            // holds m·kp bytes and the K range lies inside the packed K.
+            unsafe { microkernel::run(kernel, &job, &mut |t: &Tile| e.tile(t)) };
+        }
+    };
+    pool::run(parts, &run_part);
+}

@@ -1,0 +1,68 @@
+//! AVX2 kernel, exact: operands widened to i16 and multiplied with `vpmaddwd`.
+//!
+//! `vpmaddubsw` (u8·i8 → saturating i16 pair sums) would be twice as fast but saturates for
+//! ordinary inputs (255·127·2 > 32 767), so this kernel packs B as i16 pairs instead. Layout:
+//! 16-column panels; for each K pair, 16 columns × 2 i16 (two ymm of 8 columns).
+//! Register tile: 6 rows × 16 columns = 12 ymm accumulators.
+
+use crate::microkernel::{Job, Tile};
+use std::arch::x86_64::*;
+
+const NR: usize = 16;
+const MR: usize = 6;
+
+/// # Safety
+/// See [`crate::microkernel::run`]; the CPU must support AVX2.
+pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
+    #[repr(C, align(64))]
+    struct Scratch([i32; MR * NR]);
+    let mut scratch = Scratch([0; MR * NR]);
+    for p in job.p0..job.p1 {
+        let panel = job.b.panel_i16(p);
+        let mut r = job.m0;
+        while r < job.m1 {
+            let rows = (job.m1 - r).min(MR);
+            // SAFETY: forwarded contract; the tile writes MR×NR i32 into scratch.
+            unsafe {
+                let a = job.a.add(r * job.lda);
+                let out = scratch.0.as_mut_ptr();
+                match rows {
+                    6 => tile::<6>(a, job.lda, panel, job.k0, job.k1, out),
+                    5 => tile::<5>(a, job.lda, panel, job.k0, job.k1, out),
+                    4 => tile::<4>(a, job.lda, panel, job.k0, job.k1, out),
+                    3 => tile::<3>(a, job.lda, panel, job.k0, job.k1, out),
+                    2 => tile::<2>(a, job.lda, panel, job.k0, job.k1, out),
+                    _ => tile::<1>(a, job.lda, panel, job.k0, job.k1, out),
+                }
+            }
+            sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: NR });
+            r += rows;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn tile<const R: usize>(a: *const u8, lda: usize, panel: *const i16, k0: usize, k1: usize, out: *mut i32) {
+    // SAFETY: pointers stay within A rows (k1 ≤ lda) and the panel (k1 ≤ packed K).
+    unsafe {
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        let mut k = k0;
+        while k < k1 {
+            let bp = panel.add(k * NR);
+            let b0 = _mm256_load_si256(bp as *const __m256i);
+            let b1 = _mm256_load_si256(bp.add(16) as *const __m256i);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let ap = a.add(i * lda + k);
+                let pair = (*ap as i32) | ((*ap.add(1) as i32) << 16);
+                let av = _mm256_set1_epi32(pair);
+                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
+                acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
+            }
+            k += 2;
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            _mm256_store_si256(out.add(i * NR) as *mut __m256i, acc[0]);
+            _mm256_store_si256(out.add(i * NR + 8) as *mut __m256i, acc[1]);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! AVX-512 VNNI kernel: 512-bit `vpdpbusd` (wrapping, exact modulo 2³²).
+//!
+//! Layout: 64-column panels, K in quads; one quad of 16 columns is one 64-byte zmm. The tile
+//! routine is generic over the number of 16-column sub-tiles per panel (`NT`) and over how many
+//! quads form a contiguous block per sub-tile (`QB`), so the same code also reads the AMX layout
+//! (`NT = 2`, `QB = 16`) for the rows the AMX kernel leaves to it.
+//! Register tile: 6 rows × 64 columns = 24 zmm accumulators, 4 for B, 1 broadcast.
+
+use crate::microkernel::{Job, Tile};
+use std::arch::x86_64::*;
+
+const NT: usize = 4;
+const NR: usize = 16 * NT;
+const MR: usize = 6;
+
+/// # Safety
+/// See [`crate::microkernel::run`]; the CPU must support AVX-512 F/BW/VL/VNNI.
+pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
+    #[repr(C, align(64))]
+    struct Scratch([i32; MR * NR]);
+    let mut scratch = Scratch([0; MR * NR]);
+    for p in job.p0..job.p1 {
+        let panel = job.b.panel_i8(p);
+        let mut r = job.m0;
+        while r < job.m1 {
+            let rows = (job.m1 - r).min(MR);
+            // SAFETY: forwarded contract; the tile writes rows×NR i32 into scratch.
+            unsafe {
+                rows_tile::<NT, 1>(rows, job.a.add(r * job.lda), job.lda, panel, job.k0, job.k1, scratch.0.as_mut_ptr(), NR)
+            };
+            sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: NR });
+            r += rows;
+        }
+    }
+}
+
+/// Dispatches a run of `rows ≤ 6` rows to the const-generic tile.
+///
+/// # Safety
+/// `a` has `rows` rows of stride `lda` covering `k0..k1`; `panel` is a panel in the (`T`, `Q`)
+/// layout covering `k0..k1` (multiples of `4·Q`); `out` has room for `rows × ldo` i32.
+#[inline]
+pub(crate) unsafe fn rows_tile<const T: usize, const Q: usize>(
+    rows: usize,
+    a: *const u8,
+    lda: usize,
+    panel: *const i8,
+    k0: usize,
+    k1: usize,
+    out: *mut i32,
+    ldo: usize,
+) {
+    // SAFETY: forwarded.
+    unsafe {
+        match rows {
+            6 => tile::<6, T, Q>(a, lda, panel, k0, k1, out, ldo),
+            5 => tile::<5, T, Q>(a, lda, panel, k0, k1, out, ldo),
+            4 => tile::<4, T, Q>(a, lda, panel, k0, k1, out, ldo),
+            3 => tile::<3, T, Q>(a, lda, panel, k0, k1, out, ldo),
+            2 => tile::<2, T, Q>(a, lda, panel, k0, k1, out, ldo),
+            _ => tile::<1, T, Q>(a, lda, panel, k0, k1, out, ldo),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const R: usize, const T: usize, const Q: usize>(
+    a: *const u8,
+    lda: usize,
+    panel: *const i8,
+    k0: usize,
+    k1: usize,
+    out: *mut i32,
+    ldo: usize,
+) {
+    // SAFETY: all offsets stay inside the ranges the caller vouched for.
+    unsafe {
+        let mut acc = [[_mm512_setzero_si512(); T]; R];
+        let mut q = k0 / 4;
+        let q1 = k1 / 4;
+        while q < q1 {
+            // Block of Q quads: sub-tile t of the block starts at t·Q·64.
+            let base = panel.add((q / Q) * T * Q * 64);
+            for j in 0..Q {
+                let mut b = [_mm512_setzero_si512(); T];
+                for (t, bt) in b.iter_mut().enumerate() {
+                    *bt = _mm512_load_si512(base.add(t * Q * 64 + j * 64) as *const __m512i);
+                }
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_epi32((a.add(i * lda + (q + j) * 4) as *const i32).read_unaligned());
+                    for t in 0..T {
+                        acc[t] = _mm512_dpbusd_epi32(acc[t], av, b[t]);
+                    }
+                }
+            }
+            q += Q;
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (t, v) in acc.iter().enumerate() {
+                _mm512_storeu_si512(out.add(i * ldo + t * 16) as *mut __m512i, *v);
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! # Ember
+//!
+//! Compression for small language models on [Burn](https://burn.dev): knowledge distillation,
+//! pruning, int8 quantization and parameter sharing, usable inside your own Burn code on any
+//! device.
+//!
+//! This umbrella crate re-exports each Ember crate behind a Cargo feature:
+//!
+//! | feature | module | crate |
+//! |---|---|---|
+//! | `kernels` (default) | [`kernels`] | `ember-kernels`: int8 GEMM (u8·i8 → i32) with runtime CPU dispatch |
+//!
+//! ```
+//! # #[cfg(feature = "kernels")] {
+//! use ember_slm::kernels::KernelId;
+//! println!("int8 kernel chosen on this CPU: {}", KernelId::selected().name());
+//! # }
+//! ```
+
+#[cfg(feature = "kernels")]
+pub use ember_kernels as kernels;
