@@ -93,12 +93,13 @@ pub enum KernelError {
 /// Shorthand for `Result<T, KernelError>`.
 pub type Result<T> = std::result::Result<T, KernelError>;
 
-pub(crate) fn check_len(what: &'static str, actual: usize, expected: usize, shape: impl FnOnce() -> String) -> Result<()> {
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(KernelError::Length { what, expected, actual, shape: shape() })
-    }
+pub(crate) fn check_len(
+    what: &'static str,
+    actual: usize,
+    expected: usize,
+    shape: impl FnOnce() -> String,
+) -> Result<()> {
+    if actual == expected { Ok(()) } else { Err(KernelError::Length { what, expected, actual, shape: shape() }) }
 }
 
 pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {

@@ -165,17 +165,11 @@ pub enum Epilogue<'a> {
 }
 
 /// Execution options.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct GemmOptions {
     /// Threads to use; `0` means every core this process may run on. Shapes too small to gain
     /// from threads run on the calling thread whatever this says.
     pub threads: usize,
-}
-
-impl Default for GemmOptions {
-    fn default() -> Self {
-        GemmOptions { threads: 0 }
-    }
 }
 
 impl GemmOptions {
@@ -246,12 +240,14 @@ impl Epi<'_> {
             // SAFETY (all arms): `off + cols ≤ M·N` and no other thread writes this tile.
             match self.out {
                 OutPtr::I32(o) => {
+                    // SAFETY: see above.
                     let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
                     for c in 0..cols {
                         o[c] = acc[c].wrapping_sub(zp.wrapping_mul(cs[c]));
                     }
                 }
                 OutPtr::F32(o) => {
+                    // SAFETY: see above.
                     let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
                     let sa = self.sa.get(row);
                     if self.accumulate {
@@ -269,10 +265,12 @@ impl Epi<'_> {
                     }
                 }
                 OutPtr::U8(o) => {
+                    // SAFETY: see above.
                     let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
                     self.requant_row(acc, zp, row, cs, sb, bias, o);
                 }
                 OutPtr::I8(o) => {
+                    // SAFETY: see above.
                     let o = unsafe { std::slice::from_raw_parts_mut(o.add(off), cols) };
                     self.requant_row(acc, zp, row, cs, sb, bias, o);
                 }
@@ -282,7 +280,16 @@ impl Epi<'_> {
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn requant_row<T: QInt>(&self, acc: &[i32], zp: i32, row: usize, cs: &[i32], sb: &[f32], bias: Option<&[f32]>, o: &mut [T]) {
+    fn requant_row<T: QInt>(
+        &self,
+        acc: &[i32],
+        zp: i32,
+        row: usize,
+        cs: &[i32],
+        sb: &[f32],
+        bias: Option<&[f32]>,
+        o: &mut [T],
+    ) {
         let sa = self.sa.get(row);
         let lo = (T::MIN - self.zp_out) as f32;
         let hi = (T::MAX - self.zp_out) as f32;
@@ -296,17 +303,13 @@ impl Epi<'_> {
     fn tile(&self, t: &Tile) {
         #[cfg(target_arch = "x86_64")]
         {
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-            fn v512(e: &Epi<'_>, t: &Tile) {
-                e.tile_body(t)
+            if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512dq") {
+                // SAFETY: the CPU supports the enabled features.
+                return unsafe { self.tile_avx512(t) };
             }
             #[target_feature(enable = "avx2,fma")]
             fn v256(e: &Epi<'_>, t: &Tile) {
                 e.tile_body(t)
-            }
-            if std::arch::is_x86_feature_detected!("avx512bw") {
-                // SAFETY: the CPU supports the enabled features.
-                return unsafe { v512(self, t) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports the enabled features.
@@ -314,6 +317,57 @@ impl Epi<'_> {
             }
         }
         self.tile_body(t)
+    }
+
+    /// The i32 and f32 epilogues in AVX-512 with masked column tails; requantization goes
+    /// through the portable body.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+    fn tile_avx512(&self, t: &Tile) {
+        use std::arch::x86_64::*;
+        let col0 = t.panel * self.nr;
+        if col0 >= self.n {
+            return;
+        }
+        if matches!(self.out, OutPtr::U8(_) | OutPtr::I8(_)) {
+            return self.tile_body(t);
+        }
+        let cols = self.nr.min(self.n - col0);
+        // SAFETY: every access is masked to `cols` columns of rows inside the tile and output.
+        unsafe {
+            let cs_ptr = self.col_sums.as_ptr().add(col0);
+            for r in 0..t.rows {
+                let row = t.row + r;
+                let acc_ptr = t.acc.add(r * t.ld);
+                let zp = _mm512_set1_epi32(self.zp.get(row));
+                let off = row * self.n + col0;
+                let mut c = 0;
+                while c < cols {
+                    let mask: __mmask16 = if cols - c >= 16 { 0xffff } else { (1u16 << (cols - c)) - 1 };
+                    let acc = _mm512_maskz_loadu_epi32(mask, acc_ptr.add(c));
+                    let cs = _mm512_maskz_loadu_epi32(mask, cs_ptr.add(c));
+                    let exact = _mm512_sub_epi32(acc, _mm512_mullo_epi32(zp, cs));
+                    match self.out {
+                        OutPtr::I32(o) => _mm512_mask_storeu_epi32(o.add(off + c), mask, exact),
+                        OutPtr::F32(o) => {
+                            let sa = _mm512_set1_ps(self.sa.get(row));
+                            let sb = _mm512_maskz_loadu_ps(mask, self.sb.as_ptr().add(col0 + c));
+                            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(sa, sb));
+                            let v = if self.accumulate {
+                                _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, o.add(off + c)))
+                            } else if let Some(bias) = self.bias {
+                                _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col0 + c)))
+                            } else {
+                                v
+                            };
+                            _mm512_mask_storeu_ps(o.add(off + c), mask, v);
+                        }
+                        OutPtr::U8(_) | OutPtr::I8(_) => unreachable!("handled above"),
+                    }
+                    c += 16;
+                }
+            }
+        }
     }
 }
 
@@ -597,7 +651,12 @@ fn quantize_rows_into(
             let inv = 1.0 / scale[r];
             for g in groups {
                 let dst = &mut row[g.p0..g.p0 + g.plen];
-                crate::quantize::quantize_u8_unchecked(&x[r * k + g.k0..r * k + g.k0 + g.len], inv, zp[r], &mut dst[..g.len]);
+                crate::quantize::quantize_u8_unchecked(
+                    &x[r * k + g.k0..r * k + g.k0 + g.len],
+                    inv,
+                    zp[r],
+                    &mut dst[..g.len],
+                );
                 dst[g.len..].fill(0);
             }
         }
@@ -707,7 +766,16 @@ fn run_epilogue(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_f32(kernel: KernelId, a: *const u8, m: usize, b: &PackedB, base: Epi<'_>, scales: &[f32], grouped: bool, opts: GemmOptions) {
+fn run_f32(
+    kernel: KernelId,
+    a: *const u8,
+    m: usize,
+    b: &PackedB,
+    base: Epi<'_>,
+    scales: &[f32],
+    grouped: bool,
+    opts: GemmOptions,
+) {
     let n = b.n();
     if !grouped {
         let epi = Epi { sb: scales, ..base };

@@ -204,7 +204,19 @@ impl PackedB {
             }
             PanelData::I8(buf)
         };
-        Ok(PackedB { kernel, spec, k, n, group_size: opts.group_size.map(|_| gs), groups, kp, npanels, data, col_sums, col_sums_total })
+        Ok(PackedB {
+            kernel,
+            spec,
+            k,
+            n,
+            group_size: opts.group_size.map(|_| gs),
+            groups,
+            kp,
+            npanels,
+            data,
+            col_sums,
+            col_sums_total,
+        })
     }
 
     /// The canonical `K × N` row-major matrix, recovered exactly from the packed panels.

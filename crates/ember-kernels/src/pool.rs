@@ -136,7 +136,7 @@ fn worker(sh: Arc<Shared>, w: usize) {
                 break;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
                 sh.sleeping[w].store(true, Ordering::SeqCst);
                 if sh.epoch.load(Ordering::SeqCst) == seen {
                     std::thread::park_timeout(Duration::from_millis(100));

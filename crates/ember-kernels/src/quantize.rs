@@ -125,10 +125,42 @@ fn scan_body(x: &[f32]) -> (f32, f32, bool) {
     (l, h, b != 0)
 }
 
+/// AVX-512 range scan: masked tail, non-finite values detected with `vfpclassps`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
 fn scan_avx512(x: &[f32]) -> (f32, f32, bool) {
-    scan_body(x)
+    use std::arch::x86_64::*;
+    let n = x.len();
+    // SAFETY: every load is masked to `n` elements.
+    unsafe {
+        let (mut lo0, mut hi0) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let (mut lo1, mut hi1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut bad: __mmask16 = 0;
+        let mut i = 0;
+        // Two independent accumulator pairs hide the min/max latency.
+        while i + 32 <= n {
+            let v0 = _mm512_loadu_ps(x.as_ptr().add(i));
+            let v1 = _mm512_loadu_ps(x.as_ptr().add(i + 16));
+            lo0 = _mm512_min_ps(lo0, v0);
+            hi0 = _mm512_max_ps(hi0, v0);
+            lo1 = _mm512_min_ps(lo1, v1);
+            hi1 = _mm512_max_ps(hi1, v1);
+            // QNaN | +Inf | −Inf | SNaN
+            bad |= _mm512_fpclass_ps_mask::<0x99>(v0) | _mm512_fpclass_ps_mask::<0x99>(v1);
+            i += 32;
+        }
+        while i < n {
+            let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+            let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
+            lo0 = _mm512_min_ps(lo0, v);
+            hi0 = _mm512_max_ps(hi0, v);
+            bad |= _mm512_fpclass_ps_mask::<0x99>(v);
+            i += 16;
+        }
+        let lo = _mm512_reduce_min_ps(_mm512_min_ps(lo0, lo1));
+        let hi = _mm512_reduce_max_ps(_mm512_max_ps(hi0, hi1));
+        (lo, hi, bad != 0)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -140,15 +172,16 @@ fn scan_avx2(x: &[f32]) -> (f32, f32, bool) {
 /// `(min(x ∪ {0}), max(x ∪ {0}))`, or the first non-finite value as an error.
 fn scan(what: &'static str, x: &[f32], base_index: usize) -> Result<(f32, f32)> {
     #[cfg(target_arch = "x86_64")]
-    let (lo, hi, bad) = if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU supports the enabled features.
-        unsafe { scan_avx512(x) }
-    } else if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports the enabled features.
-        unsafe { scan_avx2(x) }
-    } else {
-        scan_body(x)
-    };
+    let (lo, hi, bad) =
+        if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the CPU supports the enabled features.
+            unsafe { scan_avx512(x) }
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the enabled features.
+            unsafe { scan_avx2(x) }
+        } else {
+            scan_body(x)
+        };
     #[cfg(not(target_arch = "x86_64"))]
     let (lo, hi, bad) = scan_body(x);
     if bad {
@@ -167,7 +200,11 @@ fn quant_body<T: QInt>(x: &[f32], inv: f32, zp: i32, out: &mut [T]) {
     let lo = (T::MIN - zp) as f32;
     let hi = (T::MAX - zp) as f32;
     for (o, &v) in out.iter_mut().zip(x) {
-        let q = (v * inv).round_ties_even().max(lo).min(hi) as i32 + zp;
+        let r = (v * inv).round_ties_even();
+        let r = if r < lo { lo } else { r };
+        let r = if r > hi { hi } else { r };
+        // SAFETY: `r` is finite (inputs are checked) and clamped into the i32 range.
+        let q = unsafe { r.to_int_unchecked::<i32>() } + zp;
         *o = T::from_i32(q);
     }
 }
@@ -276,7 +313,7 @@ pub fn quantize<T: QInt>(x: &[f32], params: QuantParams, out: &mut [T]) -> Resul
     check_len("out", out.len(), x.len(), || "same length as x".into())?;
     params.validate(T::MIN, T::MAX)?;
     scan("x", x, 0)?;
-    quant_fast(x, 1.0 / params.scale, params.zero_point, out);
+    quant_dispatch(x, 1.0 / params.scale, params.zero_point, out);
     Ok(())
 }
 
@@ -299,7 +336,7 @@ pub fn quantize_row_u8(x: &[f32], out: &mut [u8]) -> Result<QuantParams> {
     check_len("out", out.len(), x.len(), || "same length as x".into())?;
     let (lo, hi) = scan("x", x, 0)?;
     let p = params_u8(lo, hi)?;
-    quant_fast(x, 1.0 / p.scale, p.zero_point, out);
+    quant_dispatch(x, 1.0 / p.scale, p.zero_point, out);
     Ok(p)
 }
 
@@ -338,7 +375,7 @@ pub fn quantize_rows<T: QInt>(
         Granularity::PerTensor => {
             let (lo, hi) = scan("x", x, 0)?;
             let p = pick(lo, hi)?;
-            quant_fast(x, 1.0 / p.scale, p.zero_point, out);
+            quant_dispatch(x, 1.0 / p.scale, p.zero_point, out);
             params.fill(p);
         }
         Granularity::PerRow => {
@@ -346,12 +383,68 @@ pub fn quantize_rows<T: QInt>(
                 let row = &x[r * cols..(r + 1) * cols];
                 let (lo, hi) = scan("x", row, r * cols)?;
                 let p = pick(lo, hi)?;
-                quant_fast(row, 1.0 / p.scale, p.zero_point, &mut out[r * cols..(r + 1) * cols]);
+                quant_dispatch(row, 1.0 / p.scale, p.zero_point, &mut out[r * cols..(r + 1) * cols]);
                 params[r] = p;
             }
         }
     }
     Ok(())
+}
+
+/// AVX-512 u8 quantization of a finite slice (bit-identical to [`quant_body`]: multiply by
+/// `inv`, round half to even, clamp, add the zero point).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn quant_u8_avx512(x: &[f32], inv: f32, zp: i32, out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let n = x.len().min(out.len());
+    // SAFETY: all loads and stores are masked to `n` elements.
+    unsafe {
+        let invv = _mm512_set1_ps(inv);
+        let lo = _mm512_set1_ps((0 - zp) as f32);
+        let hi = _mm512_set1_ps((255 - zp) as f32);
+        let zpv = _mm512_set1_epi32(zp);
+        let q16 = |p: *const f32| {
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+                _mm512_loadu_ps(p),
+                invv,
+            ));
+            _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi)), zpv)
+        };
+        // 64 values per step: two saturating packs (exact: values are already in [0, 255])
+        // interleave 128-bit lanes, one dword permute restores the order, one 64-byte store.
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        let mut i = 0;
+        while i + 64 <= n {
+            let p = x.as_ptr().add(i);
+            let ab = _mm512_packs_epi32(q16(p), q16(p.add(16)));
+            let cd = _mm512_packs_epi32(q16(p.add(32)), q16(p.add(48)));
+            let bytes = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd));
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut __m512i, bytes);
+            i += 64;
+        }
+        while i < n {
+            let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+            let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(v, invv));
+            let r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
+            let q = _mm512_add_epi32(_mm512_cvttps_epi32(r), zpv);
+            _mm_mask_storeu_epi8(out.as_mut_ptr().add(i) as *mut i8, mask, _mm512_cvtepi32_epi8(q));
+            i += 16;
+        }
+    }
+}
+
+/// Quantizes with the fastest code path for `T` (u8 has a hand-written AVX-512 loop).
+fn quant_dispatch<T: QInt>(x: &[f32], inv: f32, zp: i32, out: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if T::MIN == 0 && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: T is u8 (the only QInt with MIN 0), so the slice cast is a no-op.
+        let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len()) };
+        // SAFETY: the CPU supports the enabled features.
+        return unsafe { quant_u8_avx512(x, inv, zp, out) };
+    }
+    quant_fast(x, inv, zp, out)
 }
 
 /// Range of a slice with the non-finite check (crate-internal fast path for the fused GEMM).
@@ -361,5 +454,5 @@ pub(crate) fn scan_row(x: &[f32], base_index: usize) -> Result<(f32, f32)> {
 
 /// Quantizes a finite slice with precomputed `inv = 1/scale` (crate-internal).
 pub(crate) fn quantize_u8_unchecked(x: &[f32], inv: f32, zp: i32, out: &mut [u8]) {
-    quant_fast(x, inv, zp, out)
+    quant_dispatch(x, inv, zp, out)
 }

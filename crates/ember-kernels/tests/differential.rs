@@ -48,6 +48,7 @@ fn pack(b: &[i8], k: usize, n: usize, kernel: KernelId, group: Option<usize>) ->
     PackedB::pack(b, k, n, PackOptions { kernel: Some(kernel), group_size: group, ..Default::default() }).unwrap()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_i32(kernel: KernelId, m: usize, k: usize, n: usize, f: Fill, zp: &[i32], threads: usize, rng: &mut Rng) {
     let (a, b) = fill(f, m, k, n, rng);
     let want = gemm_u8i8_i64(&a, zp, &b, m, k, n);
@@ -56,7 +57,14 @@ fn check_i32(kernel: KernelId, m: usize, k: usize, n: usize, f: Fill, zp: &[i32]
     let act = Activations::u8(&a, m, k, 0).with_zero_points(RowParam::PerRow(zp));
     gemm(&act, &packed, Epilogue::I32 { out: &mut c }, &GemmOptions::with_threads(threads)).unwrap();
     for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
-        assert_eq!(got as i64, w, "{} {m}×{k}×{n} {f:?} threads {threads}: C[{}, {}]", kernel.short_name(), i / n, i % n);
+        assert_eq!(
+            got as i64,
+            w,
+            "{} {m}×{k}×{n} {f:?} threads {threads}: C[{}, {}]",
+            kernel.short_name(),
+            i / n,
+            i % n
+        );
     }
 }
 
@@ -159,6 +167,7 @@ fn i8_activations_match_reference() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn f32_reference(
     a: &[u8],
     zp: &[i32],
@@ -175,7 +184,8 @@ fn f32_reference(
             let mut acc = 0f64;
             for kk in 0..k {
                 let g = kk / group;
-                acc += (a[i * k + kk] as f64 - zp[i] as f64) * b[kk * n + j] as f64 * sa[i] as f64 * sb[g * n + j] as f64;
+                acc +=
+                    (a[i * k + kk] as f64 - zp[i] as f64) * b[kk * n + j] as f64 * sa[i] as f64 * sb[g * n + j] as f64;
             }
             c[i * n + j] = acc + bias.map_or(0.0, |b| b[j] as f64);
         }
@@ -194,15 +204,15 @@ fn f32_epilogue_per_channel_per_tensor_and_per_group() {
             let groups = k.div_ceil(group);
             let sb: Vec<f32> = (0..groups * n).map(|_| 0.001 + rng.f32().abs() * 0.02).collect();
             let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
-            let act = Activations::u8(&a, m, k, 0)
-                .with_zero_points(RowParam::PerRow(&zp))
-                .with_scales(RowParam::PerRow(&sa));
+            let act =
+                Activations::u8(&a, m, k, 0).with_zero_points(RowParam::PerRow(&zp)).with_scales(RowParam::PerRow(&sa));
             let tol = |w: f64| 1e-5 * (1.0 + w.abs()) + 1e-4;
 
             // Per channel, with bias.
             let packed = pack(&b, k, n, kernel, None);
             let mut c = vec![f32::NAN; m * n];
-            let epi = Epilogue::F32 { weight_scales: WeightScales::PerChannel(&sb[..n]), bias: Some(&bias), out: &mut c };
+            let epi =
+                Epilogue::F32 { weight_scales: WeightScales::PerChannel(&sb[..n]), bias: Some(&bias), out: &mut c };
             gemm(&act, &packed, epi, &GemmOptions::single_thread()).unwrap();
             let want = f32_reference(&a, &zp, &sa, &b, &sb[..n], k.max(1), Some(&bias), (m, k, n));
             for (g, w) in c.iter().zip(&want) {
@@ -251,13 +261,13 @@ fn requantized_outputs_match_reference_rounding() {
             let sb: Vec<f32> = (0..groups * n).map(|_| 0.001 + rng.f32().abs() * 0.004).collect();
             let ws = if group.is_some() { WeightScales::PerGroup(&sb) } else { WeightScales::PerChannel(&sb) };
             let want = f32_reference(&a, &zp, &sa, &b, &sb, group.unwrap_or(k), None, (m, k, n));
-            let act = Activations::u8(&a, m, k, 0)
-                .with_zero_points(RowParam::PerRow(&zp))
-                .with_scales(RowParam::PerRow(&sa));
+            let act =
+                Activations::u8(&a, m, k, 0).with_zero_points(RowParam::PerRow(&zp)).with_scales(RowParam::PerRow(&sa));
             let packed = pack(&b, k, n, kernel, group);
             let out_p = QuantParams { scale: 0.05, zero_point: 100 };
             let mut q = vec![0u8; m * n];
-            let epi = Epilogue::Requantize { weight_scales: ws, bias: None, output: out_p, out: QuantizedOutput::U8(&mut q) };
+            let epi =
+                Epilogue::Requantize { weight_scales: ws, bias: None, output: out_p, out: QuantizedOutput::U8(&mut q) };
             gemm(&act, &packed, epi, &GemmOptions::single_thread()).unwrap();
             let mut saturated = 0;
             for (g, w) in q.iter().zip(&want) {
@@ -276,7 +286,8 @@ fn requantized_outputs_match_reference_rounding() {
             let _ = saturated;
             let out_p = QuantParams { scale: 0.01, zero_point: -3 };
             let mut q = vec![0i8; m * n];
-            let epi = Epilogue::Requantize { weight_scales: ws, bias: None, output: out_p, out: QuantizedOutput::I8(&mut q) };
+            let epi =
+                Epilogue::Requantize { weight_scales: ws, bias: None, output: out_p, out: QuantizedOutput::I8(&mut q) };
             gemm(&act, &packed, epi, &GemmOptions::single_thread()).unwrap();
             for (g, w) in q.iter().zip(&want) {
                 let exact = (w / 0.01 - 3.0).clamp(-128.0, 127.0);
@@ -323,7 +334,8 @@ fn bad_inputs_are_typed_errors() {
     assert!(matches!(e, KernelError::InvalidZeroPoint { .. }), "{e}");
     // Bad scales.
     let mut cf = [0f32; 8];
-    let epi = Epilogue::F32 { weight_scales: WeightScales::PerChannel(&[1.0, 0.0, 1.0, 1.0]), bias: None, out: &mut cf };
+    let epi =
+        Epilogue::F32 { weight_scales: WeightScales::PerChannel(&[1.0, 0.0, 1.0, 1.0]), bias: None, out: &mut cf };
     let e = gemm(&Activations::u8(&a, 2, 3, 0), &b, epi, &opts).unwrap_err();
     assert!(matches!(e, KernelError::InvalidScale { index: 1, .. }), "{e}");
     let epi = Epilogue::F32 { weight_scales: WeightScales::PerTensor(f32::NAN), bias: None, out: &mut cf };
@@ -358,7 +370,8 @@ fn k_zero_gives_bias_only() {
     for kernel in kernels() {
         let b = pack(&[], 0, 3, kernel, None);
         let mut c = [f32::NAN; 6];
-        let epi = Epilogue::F32 { weight_scales: WeightScales::PerTensor(1.0), bias: Some(&[1.0, 2.0, 3.0]), out: &mut c };
+        let epi =
+            Epilogue::F32 { weight_scales: WeightScales::PerTensor(1.0), bias: Some(&[1.0, 2.0, 3.0]), out: &mut c };
         gemm(&Activations::u8(&[], 2, 0, 0), &b, epi, &GemmOptions::default()).unwrap();
         assert_eq!(c, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
     }
@@ -374,4 +387,25 @@ fn kernel_names_and_lookup() {
     assert!(matches!(KernelId::from_name("sse9"), Err(KernelError::KernelUnavailable { .. })));
     assert!(KernelId::best().is_supported());
     println!("supported: {:?}; selected: {}", KernelId::supported(), KernelId::selected());
+}
+
+#[test]
+fn concurrent_callers_share_the_pool_safely() {
+    // Several threads calling multi-threaded GEMMs at once: one gets the pool, the others run
+    // their parts inline; all results must be exact.
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut rng = Rng(100 + t);
+                for _ in 0..5 {
+                    let (m, k, n) = (64, 256, 256);
+                    let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
+                    check_i32(KernelId::best(), m, k, n, Fill::Random, &zp, 2, &mut rng);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
 }

@@ -22,6 +22,10 @@ const NR: usize = 32;
 const QB: usize = 16;
 /// Below this many rows a tile of 16 rows wastes too much: the VNNI tile is used instead.
 pub(crate) const MIN_AMX_ROWS: usize = 4;
+/// Bytes of packed B kept hot in L2 while the row blocks pass over it (L2 is 2 MiB per core on
+/// the reference machine; half leaves room for A, C and the other thread).
+const L2_BUDGET: usize = 1 << 20;
+const PIPELINE: bool = false;
 
 /// Whether the CPU reports AMX-TILE and AMX-INT8 and the OS granted tile data to this process.
 pub(crate) fn amx_available() -> bool {
@@ -89,43 +93,92 @@ impl TileConfig {
 #[repr(C, align(64))]
 struct Scratch([i32; 32 * NR]);
 
+/// Software pipeline over output blocks: the tiles of block j are computed (the TMUL works
+/// asynchronously), then the epilogue of block j − 1 runs on the vector units from the other
+/// scratch buffer while the TMUL is busy, then block j is stored. At small K this hides most of
+/// the epilogue, which otherwise costs as much as the tile work itself.
+struct Pipeline<'s> {
+    bufs: [&'s mut Scratch; 2],
+    cur: usize,
+    pending: Option<Tile>,
+}
+
+impl Pipeline<'_> {
+    /// Buffer to store the block just computed into.
+    fn next_buf(&mut self) -> *mut i32 {
+        self.bufs[self.cur].0.as_mut_ptr()
+    }
+    /// Records the block stored in `next_buf` and hands the previous one to the sink.
+    fn push(&mut self, row: usize, rows: usize, panel: usize, sink: &mut dyn FnMut(&Tile)) {
+        let acc = self.bufs[self.cur].0.as_ptr();
+        self.pending = Some(Tile { row, rows, panel, acc, ld: NR });
+        self.cur ^= 1;
+        if !PIPELINE {
+            self.flush(sink);
+        }
+    }
+    fn flush(&mut self, sink: &mut dyn FnMut(&Tile)) {
+        if let Some(t) = self.pending.take() {
+            sink(&t);
+        }
+    }
+}
+
 /// # Safety
 /// See [`crate::microkernel::run`]; AMX must be available and the weights packed in the AMX
 /// layout (K range a multiple of 64).
 pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
-    let mut scratch = Scratch([0; 32 * NR]);
+    let (mut s0, mut s1) = (Scratch([0; 32 * NR]), Scratch([0; 32 * NR]));
+    let mut pipe = Pipeline { bufs: [&mut s0, &mut s1], cur: 0, pending: None };
     let m = job.m1 - job.m0;
     let full_end = job.m0 + m / 32 * 32;
     let tail = job.m1 - full_end;
-    let c = scratch.0.as_mut_ptr();
     // SAFETY: forwarded contract; tiles are configured before use and released at the end.
     unsafe {
         if full_end > job.m0 {
             TileConfig::new(16, 16).load();
-            for p in job.p0..job.p1 {
-                let panel = job.b.panel_i8(p);
+            // GotoBLAS-style order: a block of panels that fits in L2 stays there while every
+            // 32-row block of A passes over it; each A block stays in L1 across those panels,
+            // and output rows are written in long runs.
+            let panel_bytes = (job.k1 - job.k0) * NR;
+            let nc = (L2_BUDGET / panel_bytes.max(1)).max(1);
+            let mut pc = job.p0;
+            while pc < job.p1 {
+                let pc_end = (pc + nc).min(job.p1);
                 let mut r = job.m0;
                 while r < full_end {
-                    block_2x2(job.a.add(r * job.lda), job.lda, panel, job.k0, job.k1, c);
-                    sink(&Tile { row: r, rows: 32, panel: p, acc: c, ld: NR });
+                    for p in pc..pc_end {
+                        compute_2x2(job.a.add(r * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                        pipe.flush(sink);
+                        store_2x2(pipe.next_buf());
+                        pipe.push(r, 32, p, sink);
+                    }
                     r += 32;
                 }
+                pc = pc_end;
             }
         }
         if tail > 16 {
+            // ldtilecfg clears the tiles: the pending block is already in its scratch buffer.
             TileConfig::new(16, tail - 16).load();
             for p in job.p0..job.p1 {
-                block_2x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1, c);
-                sink(&Tile { row: full_end, rows: tail, panel: p, acc: c, ld: NR });
+                compute_2x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                pipe.flush(sink);
+                store_2x2(pipe.next_buf());
+                pipe.push(full_end, tail, p, sink);
             }
         } else if tail >= MIN_AMX_ROWS {
             TileConfig::new(tail, 0).load();
             for p in job.p0..job.p1 {
-                block_1x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1, c);
-                sink(&Tile { row: full_end, rows: tail, panel: p, acc: c, ld: NR });
+                compute_1x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                pipe.flush(sink);
+                store_1x2(pipe.next_buf());
+                pipe.push(full_end, tail, p, sink);
             }
         } else if tail > 0 {
             for p in job.p0..job.p1 {
+                pipe.flush(sink);
+                let c = pipe.next_buf();
                 super::avx512_vnni::rows_tile::<2, QB>(
                     tail,
                     job.a.add(full_end * job.lda),
@@ -136,22 +189,23 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
                     c,
                     NR,
                 );
-                sink(&Tile { row: full_end, rows: tail, panel: p, acc: c, ld: NR });
+                pipe.push(full_end, tail, p, sink);
             }
         }
+        pipe.flush(sink);
         if full_end > job.m0 || tail >= MIN_AMX_ROWS {
             asm!("tilerelease", options(nostack, nomem));
         }
     }
 }
 
-/// C (32 × 32 i32, row stride 128 bytes) = A rows [0, 16) and [16, 16 + r1) × panel, over K
-/// bytes `k0..k1`.
+/// tmm0-3 = A rows [0, 16) and [16, 16 + r1) × the panel's two 16-column B tiles, over K bytes
+/// `k0..k1`.
 ///
 /// # Safety
 /// Tiles configured with [`TileConfig::new`]`(16, r1)`; A and the panel cover the K range.
 #[inline]
-unsafe fn block_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize, c: *mut i32) {
+unsafe fn compute_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize) {
     // SAFETY: loads stay inside A (configured rows × 64 bytes at stride lda) and the panel.
     unsafe {
         asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
@@ -162,10 +216,10 @@ unsafe fn block_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: u
             asm!(
                 "tileloadd tmm4, [{a0} + {lda}*1]",
                 "tileloadd tmm6, [{b0} + {s}*1]",
-                "tileloadd tmm7, [{b1} + {s}*1]",
-                "tileloadd tmm5, [{a1} + {lda}*1]",
                 "tdpbusd tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b1} + {s}*1]",
                 "tdpbusd tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a1} + {lda}*1]",
                 "tdpbusd tmm2, tmm5, tmm6",
                 "tdpbusd tmm3, tmm5, tmm7",
                 a0 = in(reg) a.add(k),
@@ -178,6 +232,17 @@ unsafe fn block_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: u
             );
             k += 64;
         }
+    }
+}
+
+/// Stores tmm0-3 as a 32 × 32 i32 block (row stride 128 bytes) at `c`.
+///
+/// # Safety
+/// Tiles configured for 2×2 blocking; `c` has room for 32 × 32 i32.
+#[inline]
+unsafe fn store_2x2(c: *mut i32) {
+    // SAFETY: the stores stay inside the 32 × 32 block.
+    unsafe {
         asm!(
             "tilestored [{c0} + {s}*1], tmm0",
             "tilestored [{c1} + {s}*1], tmm1",
@@ -193,12 +258,12 @@ unsafe fn block_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: u
     }
 }
 
-/// Like [`block_2x2`] for one A tile of the configured rows (≤ 16).
+/// Like [`compute_2x2`] for one A tile of the configured rows (≤ 16): tmm0-1.
 ///
 /// # Safety
 /// Tiles configured with [`TileConfig::new`]`(rows, 0)`.
 #[inline]
-unsafe fn block_1x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize, c: *mut i32) {
+unsafe fn compute_1x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize) {
     // SAFETY: as for block_2x2.
     unsafe {
         asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
@@ -220,6 +285,17 @@ unsafe fn block_1x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: u
             );
             k += 64;
         }
+    }
+}
+
+/// Stores tmm0-1 (1×2 blocking) at `c` with a 128-byte row stride.
+///
+/// # Safety
+/// Tiles configured for 1×2 blocking; `c` has room for 16 × 32 i32.
+#[inline]
+unsafe fn store_1x2(c: *mut i32) {
+    // SAFETY: the stores stay inside the block.
+    unsafe {
         asm!(
             "tilestored [{c0} + {s}*1], tmm0",
             "tilestored [{c1} + {s}*1], tmm1",

@@ -26,7 +26,16 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
             let rows = (job.m1 - r).min(MR);
             // SAFETY: forwarded contract; the tile writes rows×NR i32 into scratch.
             unsafe {
-                rows_tile::<NT, 1>(rows, job.a.add(r * job.lda), job.lda, panel, job.k0, job.k1, scratch.0.as_mut_ptr(), NR)
+                rows_tile::<NT, 1>(
+                    rows,
+                    job.a.add(r * job.lda),
+                    job.lda,
+                    panel,
+                    job.k0,
+                    job.k1,
+                    scratch.0.as_mut_ptr(),
+                    NR,
+                )
             };
             sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: NR });
             r += rows;
@@ -40,6 +49,7 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
 /// `a` has `rows` rows of stride `lda` covering `k0..k1`; `panel` is a panel in the (`T`, `Q`)
 /// layout covering `k0..k1` (multiples of `4·Q`); `out` has room for `rows × ldo` i32.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn rows_tile<const T: usize, const Q: usize>(
     rows: usize,
     a: *const u8,

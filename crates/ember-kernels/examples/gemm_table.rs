@@ -1,0 +1,183 @@
+//! Int8 GEMM throughput table: Ember's raw u8·i8→i32 GEMM, its fused dynamic-quantization path
+//! (f32 in, f32 out) and the `gemm` crate's f32 GEMM (what Burn's Flex CPU backend runs), in the
+//! same process and thread count.
+//!
+//! ```text
+//! cargo run --release -p ember-kernels --example gemm_table -- [--threads N] [--json]
+//!     [--shapes M:K:N,...] [--kernel NAME] [--min-ms MS]
+//! ```
+//!
+//! GOP/s = 2·M·K·N / median seconds per call. `ratio = dyn_gops / f32_gops`.
+
+use ember_kernels::{
+    Activations, DynamicOptions, Epilogue, GemmOptions, KernelId, PackOptions, PackedB, WeightScales,
+    dynamic_quantized_matmul, gemm,
+};
+use std::hint::black_box;
+use std::time::Instant;
+
+fn default_shapes() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for &(k, n) in &[(384, 384), (384, 1536), (1536, 384), (768, 768), (768, 3072)] {
+        for &m in &[1, 8, 32, 128, 512] {
+            v.push((m, k, n));
+        }
+    }
+    v
+}
+
+/// Median seconds per call: warm up, then samples of ≥ 1 ms each for at least `min_ms`.
+fn median_secs(mut f: impl FnMut(), min_ms: f64) -> f64 {
+    let t = Instant::now();
+    let mut calls = 0usize;
+    while t.elapsed().as_secs_f64() < 0.02 || calls < 3 {
+        f();
+        calls += 1;
+    }
+    let per = t.elapsed().as_secs_f64() / calls as f64;
+    let inner = ((1e-3 / per).ceil() as usize).max(1);
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() * 1e3 < min_ms || samples.len() < 11 {
+        let t = Instant::now();
+        for _ in 0..inner {
+            f();
+        }
+        samples.push(t.elapsed().as_secs_f64() / inner as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    fn f32(&mut self) -> f32 {
+        self.next() as f32 / (1u64 << 31) as f32 - 1.0
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let threads: usize = arg("--threads").map_or(1, |v| v.parse().expect("--threads N"));
+    let json = args.iter().any(|a| a == "--json");
+    let min_ms: f64 = arg("--min-ms").map_or(200.0, |v| v.parse().expect("--min-ms MS"));
+    let kernel = match arg("--kernel") {
+        Some(name) => match KernelId::from_name(&name).and_then(|k| {
+            if k.is_supported() {
+                Ok(k)
+            } else {
+                Err(ember_kernels::KernelError::KernelUnavailable { name, available: String::new() })
+            }
+        }) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        },
+        None => KernelId::selected(),
+    };
+    let shapes = match arg("--shapes") {
+        Some(s) => s
+            .split(',')
+            .map(|t| {
+                let d: Vec<usize> = t.split(':').map(|x| x.parse().expect("--shapes M:K:N,...")).collect();
+                assert_eq!(d.len(), 3, "--shapes M:K:N,...");
+                (d[0], d[1], d[2])
+            })
+            .collect(),
+        None => default_shapes(),
+    };
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global();
+    let opts = GemmOptions::with_threads(threads);
+    let dopts = DynamicOptions { gemm: opts, ..Default::default() };
+    if !json {
+        println!("kernel {} ({} thread{})", kernel.name(), threads, if threads == 1 { "" } else { "s" });
+        println!(
+            "{:>5} {:>5} {:>5}  {:>10} {:>10} {:>10} {:>7} {:>10}",
+            "M", "K", "N", "int8 GOP/s", "dyn GOP/s", "f32 GOP/s", "ratio", "dyn µs"
+        );
+    }
+    let mut rng = Lcg(42);
+    for (m, k, n) in shapes {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+        let wf: Vec<f32> = (0..k * n).map(|_| rng.f32() * 0.1).collect();
+        let wq: Vec<i8> = wf.iter().map(|w| (w / 0.1 * 127.0).round() as i8).collect();
+        let scales = vec![0.1f32 / 127.0; n];
+        let a: Vec<u8> = (0..m * k).map(|_| rng.next() as u8).collect();
+        let packed =
+            PackedB::pack(&wq, k, n, PackOptions { kernel: Some(kernel), ..Default::default() }).expect("pack");
+        let mut ci = vec![0i32; m * n];
+        let mut cf = vec![0f32; m * n];
+        let ops = 2.0 * (m * k * n) as f64;
+
+        let t_int8 = median_secs(
+            || {
+                let act = Activations::u8(black_box(&a), m, k, 128);
+                gemm(&act, &packed, Epilogue::I32 { out: &mut ci }, &opts).expect("gemm");
+            },
+            min_ms,
+        );
+        let t_dyn = median_secs(
+            || {
+                dynamic_quantized_matmul(
+                    black_box(&x),
+                    m,
+                    &packed,
+                    WeightScales::PerChannel(&scales),
+                    None,
+                    &mut cf,
+                    &dopts,
+                )
+                .expect("dynamic");
+            },
+            min_ms,
+        );
+        let t_f32 = median_secs(
+            || {
+                // SAFETY: row-major buffers of the stated shapes.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        cf.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        black_box(x.as_ptr()),
+                        1,
+                        k as isize,
+                        wf.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    )
+                }
+            },
+            min_ms,
+        );
+        let (gi, gd, gf) = (ops / t_int8 / 1e9, ops / t_dyn / 1e9, ops / t_f32 / 1e9);
+        if json {
+            println!(
+                "{{\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{threads},\"kernel\":\"{}\",\"int8_gops\":{gi:.1},\"dyn_gops\":{gd:.1},\"f32_gops\":{gf:.1},\"ratio\":{:.2},\"dyn_us\":{:.2}}}",
+                kernel.short_name(),
+                gd / gf,
+                t_dyn * 1e6
+            );
+        } else {
+            println!("{m:>5} {k:>5} {n:>5}  {gi:>10.1} {gd:>10.1} {gf:>10.1} {:>7.2} {:>10.2}", gd / gf, t_dyn * 1e6);
+        }
+    }
+}
