@@ -16,7 +16,7 @@
 use crate::abuf::AlignedBuf;
 use crate::dispatch::KernelId;
 use crate::error::{KernelError, Result, check_len, mul};
-use crate::microkernel::{self, Job, Tile};
+use crate::microkernel::{self, DirectI32, Job, Tile};
 use crate::pack::{KGroup, MAX_EXACT_K, PackedB};
 use crate::pool;
 use crate::quantize::{Granularity, QInt, QuantParams, params_u8};
@@ -718,7 +718,20 @@ fn run_epilogue(
     match epilogue {
         Epilogue::I32 { out } => {
             base.out = OutPtr::I32(out.as_mut_ptr());
-            drive(kernel, a, m, b, &full_k, |_| &base, opts);
+            // With one zero point for all rows the correction is a per-column constant: kernels
+            // that can start their accumulators from it store straight into `out`.
+            let direct = match base.zp {
+                RowParam::PerTensor(z) if kernel == KernelId::Amx => {
+                    let mut init = vec![0i32; b.npanels() * nr];
+                    for (v, &cs) in init.iter_mut().zip(b.col_sums_total()) {
+                        *v = z.wrapping_mul(cs).wrapping_neg();
+                    }
+                    Some(init)
+                }
+                _ => None,
+            };
+            let d = direct.as_ref().map(|init| DirectI32 { out: out.as_mut_ptr(), ldc: n, n, init: init.as_ptr() });
+            drive(kernel, a, m, b, &full_k, |_| &base, d, opts);
         }
         Epilogue::F32 { weight_scales, bias, out } => {
             let (scales, grouped) = resolve_weight_scales(&weight_scales, b)?;
@@ -758,7 +771,7 @@ fn run_epilogue(
                 base.inv_out = 1.0 / output.scale;
                 base.zp_out = output.zero_point;
                 base.sb = scales.get();
-                drive(kernel, a, m, b, &full_k, |_| &base, opts);
+                drive(kernel, a, m, b, &full_k, |_| &base, None, opts);
             }
         }
     }
@@ -779,7 +792,7 @@ fn run_f32(
     let n = b.n();
     if !grouped {
         let epi = Epi { sb: scales, ..base };
-        drive(kernel, a, m, b, &[(0, b.packed_k())], |_| &epi, opts);
+        drive(kernel, a, m, b, &[(0, b.packed_k())], |_| &epi, None, opts);
         return;
     }
     let groups = b.groups();
@@ -795,11 +808,12 @@ fn run_f32(
         })
         .collect();
     let ranges: Vec<(usize, usize)> = groups.iter().map(|g| (g.p0, g.p0 + g.plen)).collect();
-    drive(kernel, a, m, b, &ranges, |g| &epis[g], opts);
+    drive(kernel, a, m, b, &ranges, |g| &epis[g], None, opts);
 }
 
 /// Splits the work into parts (panels first, then rows) and runs the kernel over each K range
 /// in order, calling the range's epilogue on every tile.
+#[allow(clippy::too_many_arguments)]
 fn drive<'e>(
     kernel: KernelId,
     a: *const u8,
@@ -807,6 +821,7 @@ fn drive<'e>(
     b: &PackedB,
     ranges: &[(usize, usize)],
     epi: impl Fn(usize) -> &'e Epi<'e> + Sync,
+    direct: Option<DirectI32>,
     opts: GemmOptions,
 ) {
     let kp = b.packed_k();
@@ -837,8 +852,10 @@ fn drive<'e>(
         (m.div_ceil(rows_per), false)
     };
     let a_ptr = SendPtr(a as *mut u8);
+    let direct = direct.map(|d| (SendPtr(d.out), d.ldc, d.n, SendPtr(d.init as *mut i32)));
     let run_part = |part: usize| {
         let a_ptr = &a_ptr;
+        let direct = direct.as_ref().map(|(o, ldc, n, i)| DirectI32 { out: o.0, ldc: *ldc, n: *n, init: i.0 });
         let (m0, m1, p0, p1) = if split_panels {
             (0, m, npanels * part / parts, npanels * (part + 1) / parts)
         } else {
@@ -847,7 +864,7 @@ fn drive<'e>(
         };
         for (g, &(k0, k1)) in ranges.iter().enumerate() {
             let e = epi(g);
-            let job = Job { a: a_ptr.0, lda: kp, m0, m1, b, p0, p1, k0, k1 };
+            let job = Job { a: a_ptr.0, lda: kp, m0, m1, b, p0, p1, k0, k1, direct };
             // SAFETY: the kernel is supported (checked by the caller), `b` is packed for it, A
             // holds m·kp bytes and the K range lies inside the packed K.
             unsafe { microkernel::run(kernel, &job, &mut |t: &Tile| e.tile(t)) };

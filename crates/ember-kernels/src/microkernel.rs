@@ -23,6 +23,22 @@ pub(crate) struct Job<'a> {
     /// Packed K bytes `k0..k1` (multiples of the kernel's K step).
     pub k0: usize,
     pub k1: usize,
+    /// Optional direct i32 output (per-tensor zero point): kernels that support it start each
+    /// accumulator at `init[col]` (= −z_a·Σ_k B[k, col]) and store full blocks straight into
+    /// `out`, skipping the sink. Blocks they do not store directly still go to the sink.
+    pub direct: Option<DirectI32>,
+}
+
+/// Destination for [`Job::direct`].
+#[derive(Clone, Copy)]
+pub(crate) struct DirectI32 {
+    pub out: *mut i32,
+    /// Row stride of `out` in elements (N).
+    pub ldc: usize,
+    /// N columns.
+    pub n: usize,
+    /// Initial accumulator per column, `npanels · nr` values (zero past N).
+    pub init: *const i32,
 }
 
 /// A finished i32 tile: rows `row..row+rows` of panel `panel`; element (r, c) is at

@@ -54,7 +54,12 @@ fn check_i32(kernel: KernelId, m: usize, k: usize, n: usize, f: Fill, zp: &[i32]
     let want = gemm_u8i8_i64(&a, zp, &b, m, k, n);
     let packed = pack(&b, k, n, kernel, None);
     let mut c = vec![i32::MIN; m * n];
-    let act = Activations::u8(&a, m, k, 0).with_zero_points(RowParam::PerRow(zp));
+    // A zero point shared by every row goes through the per-tensor path (which lets the AMX
+    // kernel store straight into C); distinct ones through the per-row epilogue.
+    let act = match zp {
+        [z, rest @ ..] if rest.iter().all(|v| v == z) => Activations::u8(&a, m, k, *z),
+        _ => Activations::u8(&a, m, k, 0).with_zero_points(RowParam::PerRow(zp)),
+    };
     gemm(&act, &packed, Epilogue::I32 { out: &mut c }, &GemmOptions::with_threads(threads)).unwrap();
     for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
         assert_eq!(
@@ -80,6 +85,11 @@ fn every_supported_kernel_matches_reference_on_shape_table() {
                 check_i32(kernel, m, k, n, f, &zp, 1, &mut rng);
             }
             check_i32(kernel, m, k, n, Fill::AllEqual(7, -3), &vec![7; m], 1, &mut rng);
+            for z in [0, 128, 255] {
+                for f in [Fill::Random, Fill::MaxNegative, Fill::ZeroA] {
+                    check_i32(kernel, m, k, n, f, &vec![z; m], 1, &mut rng);
+                }
+            }
         }
         assert!(kernel_invocations(kernel) > before, "kernel {} was never run", kernel.name());
         exercised.push(kernel.name());
@@ -98,6 +108,7 @@ fn amx_row_tails_and_vnni_fallback_rows() {
         for m in 1..=70 {
             let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
             check_i32(kernel, m, 130, 40, Fill::Random, &zp, 1, &mut rng);
+            check_i32(kernel, m, 130, 96, Fill::Random, &vec![zp[0]; m], 1, &mut rng);
         }
     }
 }
@@ -115,6 +126,7 @@ fn multithreaded_matches_single_threaded() {
             let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
             for threads in [2, 3, 0] {
                 check_i32(kernel, m, k, n, Fill::Random, &zp, threads, &mut rng);
+                check_i32(kernel, m, k, n, Fill::Random, &vec![zp[0]; m], threads, &mut rng);
             }
         }
     }

@@ -11,14 +11,14 @@ use ember_kernels::{
 use proptest::prelude::*;
 
 fn shape() -> impl Strategy<Value = (usize, usize, usize)> {
-    (0usize..40, 0usize..200, 0usize..80)
+    (0usize..80, 0usize..200, 0usize..100)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
-    fn random_gemm_is_exact((m, k, n) in shape(), seed in any::<u64>(), kernel_pick in any::<usize>(), threads in 1usize..3) {
+    fn random_gemm_is_exact((m, k, n) in shape(), seed in any::<u64>(), kernel_pick in any::<usize>(), threads in 1usize..3, per_tensor_zp in any::<bool>()) {
         let kernels = KernelId::supported();
         let kernel = kernels[kernel_pick % kernels.len()];
         let mut rng = common::Rng(seed);
@@ -27,8 +27,13 @@ proptest! {
         let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
         let packed = PackedB::pack(&b, k, n, PackOptions { kernel: Some(kernel), ..Default::default() }).unwrap();
         let mut c = vec![0i32; m * n];
-        let act = Activations::u8(&a, m, k, 0).with_zero_points(RowParam::PerRow(&zp));
+        let act = if per_tensor_zp {
+            Activations::u8(&a, m, k, zp.first().copied().unwrap_or(0))
+        } else {
+            Activations::u8(&a, m, k, 0).with_zero_points(RowParam::PerRow(&zp))
+        };
         gemm(&act, &packed, Epilogue::I32 { out: &mut c }, &GemmOptions::with_threads(threads)).unwrap();
+        let zp = if per_tensor_zp { vec![zp.first().copied().unwrap_or(0); m] } else { zp };
         let want = gemm_u8i8_i64(&a, &zp, &b, m, k, n);
         prop_assert_eq!(c.iter().map(|&v| v as i64).collect::<Vec<_>>(), want, "kernel {}", kernel.short_name());
     }

@@ -20,8 +20,9 @@ use std::sync::OnceLock;
 const NR: usize = 32;
 /// Quads per K block (64 bytes of K).
 const QB: usize = 16;
-/// Below this many rows a tile of 16 rows wastes too much: the VNNI tile is used instead.
-pub(crate) const MIN_AMX_ROWS: usize = 4;
+/// Below this many rows a tile of 16 rows wastes too much: the VNNI tile is used instead
+/// (measured crossover on the reference machine: VNNI is faster up to 6 rows, AMX from 8).
+pub(crate) const MIN_AMX_ROWS: usize = 8;
 /// Bytes of packed B kept hot in L2 while the row blocks pass over it (L2 is 2 MiB per core on
 /// the reference machine; half leaves room for A, C and the other thread).
 const L2_BUDGET: usize = 1 << 20;
@@ -93,6 +94,57 @@ impl TileConfig {
 #[repr(C, align(64))]
 struct Scratch([i32; 32 * NR]);
 
+/// Rows `r0..r1` (few) with the AVX-512 VNNI tile over the AMX layout, two panels (64 columns,
+/// four zmm accumulators per row) at a time.
+///
+/// # Safety
+/// As for [`run`]; AVX-512 VNNI available.
+unsafe fn vnni_rows(job: &Job<'_>, r0: usize, r1: usize, sink: &mut dyn FnMut(&Tile)) {
+    #[repr(C, align(64))]
+    struct Wide([i32; 6 * 2 * NR]);
+    let mut c = Wide([0; 6 * 2 * NR]);
+    let mut r = r0;
+    while r < r1 {
+        let rows = (r1 - r).min(6);
+        // SAFETY: forwarded; the tile writes rows × 64 i32 into `c`.
+        unsafe {
+            let a = job.a.add(r * job.lda);
+            let mut p = job.p0;
+            while p + 1 < job.p1 {
+                let panels = [job.b.panel_i8(p), job.b.panel_i8(p + 1)];
+                super::avx512_vnni::rows_tile::<2, QB, 2>(
+                    rows,
+                    a,
+                    job.lda,
+                    panels,
+                    job.k0,
+                    job.k1,
+                    c.0.as_mut_ptr(),
+                    2 * NR,
+                );
+                sink(&Tile { row: r, rows, panel: p, acc: c.0.as_ptr(), ld: 2 * NR });
+                sink(&Tile { row: r, rows, panel: p + 1, acc: c.0.as_ptr().add(NR), ld: 2 * NR });
+                p += 2;
+            }
+            if p < job.p1 {
+                let panels = [job.b.panel_i8(p)];
+                super::avx512_vnni::rows_tile::<2, QB, 1>(
+                    rows,
+                    a,
+                    job.lda,
+                    panels,
+                    job.k0,
+                    job.k1,
+                    c.0.as_mut_ptr(),
+                    NR,
+                );
+                sink(&Tile { row: r, rows, panel: p, acc: c.0.as_ptr(), ld: NR });
+            }
+        }
+        r += rows;
+    }
+}
+
 /// Software pipeline over output blocks: the tiles of block j are computed (the TMUL works
 /// asynchronously), then the epilogue of block j − 1 runs on the vector units from the other
 /// scratch buffer while the TMUL is busy, then block j is stored. At small K this hides most of
@@ -131,6 +183,10 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
     let (mut s0, mut s1) = (Scratch([0; 32 * NR]), Scratch([0; 32 * NR]));
     let mut pipe = Pipeline { bufs: [&mut s0, &mut s1], cur: 0, pending: None };
     let m = job.m1 - job.m0;
+    if m < MIN_AMX_ROWS {
+        // SAFETY: forwarded.
+        return unsafe { vnni_rows(job, job.m0, job.m1, sink) };
+    }
     let full_end = job.m0 + m / 32 * 32;
     let tail = job.m1 - full_end;
     // SAFETY: forwarded contract; tiles are configured before use and released at the end.
@@ -148,10 +204,21 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
                 let mut r = job.m0;
                 while r < full_end {
                     for p in pc..pc_end {
-                        compute_2x2(job.a.add(r * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
-                        pipe.flush(sink);
-                        store_2x2(pipe.next_buf());
-                        pipe.push(r, 32, p, sink);
+                        match job.direct {
+                            // Full block inside N: accumulate from −z_a·colsum, store to C.
+                            Some(d) if (p + 1) * NR <= d.n => {
+                                init_2x2(d.init.add(p * NR));
+                                compute_2x2(job.a.add(r * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                                store_2x2_to(d.out.add(r * d.ldc + p * NR), d.ldc);
+                            }
+                            _ => {
+                                zero_2x2();
+                                compute_2x2(job.a.add(r * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                                pipe.flush(sink);
+                                store_2x2(pipe.next_buf());
+                                pipe.push(r, 32, p, sink);
+                            }
+                        }
                     }
                     r += 32;
                 }
@@ -162,6 +229,7 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
             // ldtilecfg clears the tiles: the pending block is already in its scratch buffer.
             TileConfig::new(16, tail - 16).load();
             for p in job.p0..job.p1 {
+                zero_2x2();
                 compute_2x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
                 pipe.flush(sink);
                 store_2x2(pipe.next_buf());
@@ -170,27 +238,15 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
         } else if tail >= MIN_AMX_ROWS {
             TileConfig::new(tail, 0).load();
             for p in job.p0..job.p1 {
+                asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
                 compute_1x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
                 pipe.flush(sink);
                 store_1x2(pipe.next_buf());
                 pipe.push(full_end, tail, p, sink);
             }
         } else if tail > 0 {
-            for p in job.p0..job.p1 {
-                pipe.flush(sink);
-                let c = pipe.next_buf();
-                super::avx512_vnni::rows_tile::<2, QB>(
-                    tail,
-                    job.a.add(full_end * job.lda),
-                    job.lda,
-                    job.b.panel_i8(p),
-                    job.k0,
-                    job.k1,
-                    c,
-                    NR,
-                );
-                pipe.push(full_end, tail, p, sink);
-            }
+            pipe.flush(sink);
+            vnni_rows(job, full_end, job.m1, sink);
         }
         pipe.flush(sink);
         if full_end > job.m0 || tail >= MIN_AMX_ROWS {
@@ -199,7 +255,63 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
     }
 }
 
-/// tmm0-3 = A rows [0, 16) and [16, 16 + r1) × the panel's two 16-column B tiles, over K bytes
+/// Zeroes the 2×2 accumulators.
+///
+/// # Safety
+/// Tiles configured for 2×2 blocking.
+#[inline]
+unsafe fn zero_2x2() {
+    // SAFETY: register-only.
+    unsafe { asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem)) };
+}
+
+/// Starts every row of the 2×2 accumulators at `init[0..32]` (a stride-0 tile load repeats
+/// one 64-byte row).
+///
+/// # Safety
+/// Tiles configured for 2×2 blocking; `init` has 32 readable i32.
+#[inline]
+unsafe fn init_2x2(init: *const i32) {
+    // SAFETY: each load reads the same 64 bytes for every row.
+    unsafe {
+        asm!(
+            "tileloadd tmm0, [{i0} + {z}*1]",
+            "tileloadd tmm1, [{i1} + {z}*1]",
+            "tileloadd tmm2, [{i0} + {z}*1]",
+            "tileloadd tmm3, [{i1} + {z}*1]",
+            i0 = in(reg) init,
+            i1 = in(reg) init.add(16),
+            z = in(reg) 0usize,
+            options(nostack, readonly),
+        );
+    }
+}
+
+/// Stores the 2×2 accumulators as a 32 × 32 block of a row-major i32 matrix.
+///
+/// # Safety
+/// Tiles configured for 2×2 blocking with 16-row tiles; `c` has 32 rows of 32 writable i32 at
+/// row stride `ldc` elements.
+#[inline]
+unsafe fn store_2x2_to(c: *mut i32, ldc: usize) {
+    // SAFETY: the stores stay inside the block.
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {s}*1], tmm0",
+            "tilestored [{c1} + {s}*1], tmm1",
+            "tilestored [{c2} + {s}*1], tmm2",
+            "tilestored [{c3} + {s}*1], tmm3",
+            c0 = in(reg) c,
+            c1 = in(reg) c.add(16),
+            c2 = in(reg) c.add(16 * ldc),
+            c3 = in(reg) c.add(16 * ldc + 16),
+            s = in(reg) ldc * 4,
+            options(nostack),
+        );
+    }
+}
+
+/// tmm0-3 += A rows [0, 16) and [16, 16 + r1) × the panel's two 16-column B tiles, over K bytes
 /// `k0..k1`.
 ///
 /// # Safety
@@ -208,7 +320,6 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
 unsafe fn compute_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize) {
     // SAFETY: loads stay inside A (configured rows × 64 bytes at stride lda) and the panel.
     unsafe {
-        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
         let a1 = a.add(16 * lda);
         let mut k = k0;
         while k < k1 {
@@ -258,7 +369,7 @@ unsafe fn store_2x2(c: *mut i32) {
     }
 }
 
-/// Like [`compute_2x2`] for one A tile of the configured rows (≤ 16): tmm0-1.
+/// Like [`compute_2x2`] for one A tile of the configured rows (≤ 16): tmm0-1 += A × B.
 ///
 /// # Safety
 /// Tiles configured with [`TileConfig::new`]`(rows, 0)`.
@@ -266,7 +377,6 @@ unsafe fn store_2x2(c: *mut i32) {
 unsafe fn compute_1x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize) {
     // SAFETY: as for block_2x2.
     unsafe {
-        asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
         let mut k = k0;
         while k < k1 {
             let b = panel.add(k * NR);

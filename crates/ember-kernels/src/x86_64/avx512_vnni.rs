@@ -26,11 +26,11 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
             let rows = (job.m1 - r).min(MR);
             // SAFETY: forwarded contract; the tile writes rows×NR i32 into scratch.
             unsafe {
-                rows_tile::<NT, 1>(
+                rows_tile::<NT, 1, 1>(
                     rows,
                     job.a.add(r * job.lda),
                     job.lda,
-                    panel,
+                    [panel],
                     job.k0,
                     job.k1,
                     scratch.0.as_mut_ptr(),
@@ -43,18 +43,20 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
     }
 }
 
-/// Dispatches a run of `rows ≤ 6` rows to the const-generic tile.
+/// Dispatches a run of `rows ≤ 6` rows to the const-generic tile, over `P` panels side by side
+/// (output columns `0..P·16·T`).
 ///
 /// # Safety
-/// `a` has `rows` rows of stride `lda` covering `k0..k1`; `panel` is a panel in the (`T`, `Q`)
-/// layout covering `k0..k1` (multiples of `4·Q`); `out` has room for `rows × ldo` i32.
+/// `a` has `rows` rows of stride `lda` covering `k0..k1`; each panel is in the (`T`, `Q`)
+/// layout covering `k0..k1` (multiples of `4·Q`); `out` has room for `rows × ldo` i32 with
+/// `ldo ≥ P·16·T`.
 #[inline]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn rows_tile<const T: usize, const Q: usize>(
+pub(crate) unsafe fn rows_tile<const T: usize, const Q: usize, const P: usize>(
     rows: usize,
     a: *const u8,
     lda: usize,
-    panel: *const i8,
+    panel: [*const i8; P],
     k0: usize,
     k1: usize,
     out: *mut i32,
@@ -63,21 +65,21 @@ pub(crate) unsafe fn rows_tile<const T: usize, const Q: usize>(
     // SAFETY: forwarded.
     unsafe {
         match rows {
-            6 => tile::<6, T, Q>(a, lda, panel, k0, k1, out, ldo),
-            5 => tile::<5, T, Q>(a, lda, panel, k0, k1, out, ldo),
-            4 => tile::<4, T, Q>(a, lda, panel, k0, k1, out, ldo),
-            3 => tile::<3, T, Q>(a, lda, panel, k0, k1, out, ldo),
-            2 => tile::<2, T, Q>(a, lda, panel, k0, k1, out, ldo),
-            _ => tile::<1, T, Q>(a, lda, panel, k0, k1, out, ldo),
+            6 => tile::<6, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
+            5 => tile::<5, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
+            4 => tile::<4, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
+            3 => tile::<3, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
+            2 => tile::<2, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
+            _ => tile::<1, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
         }
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const R: usize, const T: usize, const Q: usize>(
+unsafe fn tile<const R: usize, const T: usize, const Q: usize, const P: usize>(
     a: *const u8,
     lda: usize,
-    panel: *const i8,
+    panels: [*const i8; P],
     k0: usize,
     k1: usize,
     out: *mut i32,
@@ -85,29 +87,35 @@ unsafe fn tile<const R: usize, const T: usize, const Q: usize>(
 ) {
     // SAFETY: all offsets stay inside the ranges the caller vouched for.
     unsafe {
-        let mut acc = [[_mm512_setzero_si512(); T]; R];
+        let mut acc = [[[_mm512_setzero_si512(); T]; P]; R];
         let mut q = k0 / 4;
         let q1 = k1 / 4;
         while q < q1 {
             // Block of Q quads: sub-tile t of the block starts at t·Q·64.
-            let base = panel.add((q / Q) * T * Q * 64);
+            let bases = panels.map(|p| p.add((q / Q) * T * Q * 64));
             for j in 0..Q {
-                let mut b = [_mm512_setzero_si512(); T];
-                for (t, bt) in b.iter_mut().enumerate() {
-                    *bt = _mm512_load_si512(base.add(t * Q * 64 + j * 64) as *const __m512i);
+                let mut b = [[_mm512_setzero_si512(); T]; P];
+                for (bp, base) in b.iter_mut().zip(bases) {
+                    for (t, bt) in bp.iter_mut().enumerate() {
+                        *bt = _mm512_load_si512(base.add(t * Q * 64 + j * 64) as *const __m512i);
+                    }
                 }
                 for (i, acc) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_epi32((a.add(i * lda + (q + j) * 4) as *const i32).read_unaligned());
-                    for t in 0..T {
-                        acc[t] = _mm512_dpbusd_epi32(acc[t], av, b[t]);
+                    for (accp, bp) in acc.iter_mut().zip(&b) {
+                        for t in 0..T {
+                            accp[t] = _mm512_dpbusd_epi32(accp[t], av, bp[t]);
+                        }
                     }
                 }
             }
             q += Q;
         }
         for (i, acc) in acc.iter().enumerate() {
-            for (t, v) in acc.iter().enumerate() {
-                _mm512_storeu_si512(out.add(i * ldo + t * 16) as *mut __m512i, *v);
+            for (pi, accp) in acc.iter().enumerate() {
+                for (t, v) in accp.iter().enumerate() {
+                    _mm512_storeu_si512(out.add(i * ldo + (pi * T + t) * 16) as *mut __m512i, *v);
+                }
             }
         }
     }
