@@ -12,6 +12,10 @@ use ember_kernels::{
 };
 use std::hint::black_box;
 
+#[path = "support/f32_baseline.rs"]
+mod f32_baseline;
+use f32_baseline::f32_gemm;
+
 const SHAPES: &[(usize, usize, usize)] = &[(1, 384, 384), (32, 384, 384), (128, 384, 1536), (32, 768, 768)];
 
 fn data(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<i8>, Vec<u8>) {
@@ -20,33 +24,6 @@ fn data(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<i8>, Vec<u8>) 
     let wq: Vec<i8> = w.iter().map(|v| (v / 0.1 * 127.0).round() as i8).collect();
     let a: Vec<u8> = (0..m * k).map(|i| (i * 31 % 256) as u8).collect();
     (x, w, wq, a)
-}
-
-fn f32_gemm(x: &[f32], w: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    // SAFETY: row-major buffers of the stated shapes.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 fn bench_gemm(c: &mut Criterion) {
@@ -60,7 +37,7 @@ fn bench_gemm(c: &mut Criterion) {
         let mut cf = vec![0f32; m * n];
         let mut g = c.benchmark_group(format!("gemm_{m}x{k}x{n}"));
         g.throughput(Throughput::Elements((2 * m * k * n) as u64));
-        g.bench_function("f32_gemm_crate", |b| b.iter(|| f32_gemm(black_box(&x), &w, &mut cf, m, k, n)));
+        g.bench_function("f32_gemm_crate", |b| b.iter(|| f32_gemm(black_box(&x), &w, &mut cf, m, k, n, 1)));
         g.bench_function("int8_i32", |b| {
             b.iter(|| {
                 gemm(&Activations::u8(black_box(&a), m, k, 128), &packed, Epilogue::I32 { out: &mut ci }, &opts)

@@ -14,6 +14,10 @@ use ember_kernels::{
     dynamic_quantized_matmul, gemm,
 };
 use std::hint::black_box;
+
+#[path = "../benches/support/f32_baseline.rs"]
+mod f32_baseline;
+use f32_baseline::f32_gemm;
 use std::time::Instant;
 
 fn default_shapes() -> Vec<(usize, usize, usize)> {
@@ -26,27 +30,41 @@ fn default_shapes() -> Vec<(usize, usize, usize)> {
     v
 }
 
-/// Median seconds per call: warm up, then samples of ≥ 1 ms each for at least `min_ms`.
-fn median_secs(mut f: impl FnMut(), min_ms: f64) -> f64 {
-    let t = Instant::now();
-    let mut calls = 0usize;
-    while t.elapsed().as_secs_f64() < 0.02 || calls < 3 {
-        f();
-        calls += 1;
-    }
-    let per = t.elapsed().as_secs_f64() / calls as f64;
-    let inner = ((1e-3 / per).ceil() as usize).max(1);
-    let mut samples = Vec::new();
+/// Median seconds per call of each closure. The closures are sampled round-robin (one sample
+/// of ≥ 1 ms each in turn) for at least `min_ms` per closure, so a shared machine's slow and
+/// fast phases hit all of them alike and their ratios stay meaningful.
+fn median_secs(fs: &mut [&mut dyn FnMut()], min_ms: f64) -> Vec<f64> {
+    let inner: Vec<usize> = fs
+        .iter_mut()
+        .map(|f| {
+            let t = Instant::now();
+            let mut calls = 0usize;
+            while t.elapsed().as_secs_f64() < 0.02 || calls < 3 {
+                f();
+                calls += 1;
+            }
+            let per = t.elapsed().as_secs_f64() / calls as f64;
+            ((1e-3 / per).ceil() as usize).max(1)
+        })
+        .collect();
+    let mut samples = vec![Vec::new(); fs.len()];
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() * 1e3 < min_ms || samples.len() < 11 {
-        let t = Instant::now();
-        for _ in 0..inner {
-            f();
+    while start.elapsed().as_secs_f64() * 1e3 < min_ms * fs.len() as f64 || samples[0].len() < 11 {
+        for (i, f) in fs.iter_mut().enumerate() {
+            let t = Instant::now();
+            for _ in 0..inner[i] {
+                f();
+            }
+            samples[i].push(t.elapsed().as_secs_f64() / inner[i] as f64);
         }
-        samples.push(t.elapsed().as_secs_f64() / inner as f64);
     }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect()
 }
 
 struct Lcg(u64);
@@ -93,7 +111,6 @@ fn main() {
             .collect(),
         None => default_shapes(),
     };
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global();
     let opts = GemmOptions::with_threads(threads);
     let dopts = DynamicOptions { gemm: opts, ..Default::default() };
@@ -117,57 +134,26 @@ fn main() {
         let mut cf = vec![0f32; m * n];
         let ops = 2.0 * (m * k * n) as f64;
 
-        let t_int8 = median_secs(
-            || {
-                let act = Activations::u8(black_box(&a), m, k, 128);
-                gemm(&act, &packed, Epilogue::I32 { out: &mut ci }, &opts).expect("gemm");
-            },
-            min_ms,
-        );
-        let t_dyn = median_secs(
-            || {
-                dynamic_quantized_matmul(
-                    black_box(&x),
-                    m,
-                    &packed,
-                    WeightScales::PerChannel(&scales),
-                    None,
-                    &mut cf,
-                    &dopts,
-                )
-                .expect("dynamic");
-            },
-            min_ms,
-        );
-        let t_f32 = median_secs(
-            || {
-                // SAFETY: row-major buffers of the stated shapes.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        cf.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        black_box(x.as_ptr()),
-                        1,
-                        k as isize,
-                        wf.as_ptr(),
-                        1,
-                        n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        par,
-                    )
-                }
-            },
-            min_ms,
-        );
+        let mut f_int8 = || {
+            let act = Activations::u8(black_box(&a), m, k, 128);
+            gemm(&act, &packed, Epilogue::I32 { out: &mut ci }, &opts).expect("gemm");
+        };
+        let mut cf2 = cf.clone();
+        let mut f_dyn = || {
+            dynamic_quantized_matmul(
+                black_box(&x),
+                m,
+                &packed,
+                WeightScales::PerChannel(&scales),
+                None,
+                &mut cf,
+                &dopts,
+            )
+            .expect("dynamic");
+        };
+        let mut f_f32 = || f32_gemm(black_box(&x), &wf, &mut cf2, m, k, n, threads);
+        let t = median_secs(&mut [&mut f_int8, &mut f_dyn, &mut f_f32], min_ms);
+        let (t_int8, t_dyn, t_f32) = (t[0], t[1], t[2]);
         let (gi, gd, gf) = (ops / t_int8 / 1e9, ops / t_dyn / 1e9, ops / t_f32 / 1e9);
         if json {
             println!(

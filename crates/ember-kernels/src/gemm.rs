@@ -333,6 +333,17 @@ impl Epi<'_> {
             return self.tile_body(t);
         }
         let cols = self.nr.min(self.n - col0);
+        if cols == self.nr {
+            // SAFETY: a full tile: `nr` columns inside N for every row of the tile.
+            unsafe {
+                match self.nr {
+                    16 => return self.full_tile_avx512::<1>(t, col0),
+                    32 => return self.full_tile_avx512::<2>(t, col0),
+                    64 => return self.full_tile_avx512::<4>(t, col0),
+                    _ => {}
+                }
+            }
+        }
         // SAFETY: every access is masked to `cols` columns of rows inside the tile and output.
         unsafe {
             let cs_ptr = self.col_sums.as_ptr().add(col0);
@@ -366,6 +377,70 @@ impl Epi<'_> {
                     }
                     c += 16;
                 }
+            }
+        }
+    }
+}
+
+impl Epi<'_> {
+    /// Full tiles of `16·NV` columns: column sums, weight scales and bias stay in registers
+    /// across the tile's rows, no masks.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/DQ available; columns `col0..col0 + 16·NV` lie inside N; the tile holds
+    /// `rows × ld` accumulators with `ld ≥ 16·NV`; output is i32 or f32.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+    unsafe fn full_tile_avx512<const NV: usize>(&self, t: &Tile, col0: usize) {
+        use std::arch::x86_64::*;
+        // SAFETY: in bounds by the caller's contract.
+        unsafe {
+            let cs: [__m512i; NV] =
+                std::array::from_fn(|v| _mm512_loadu_si512(self.col_sums.as_ptr().add(col0 + 16 * v) as *const _));
+            match self.out {
+                OutPtr::I32(o) => {
+                    for r in 0..t.rows {
+                        let row = t.row + r;
+                        let zp = _mm512_set1_epi32(self.zp.get(row));
+                        let acc = t.acc.add(r * t.ld);
+                        let out = o.add(row * self.n + col0);
+                        for (v, cs) in cs.iter().enumerate() {
+                            let a = _mm512_loadu_si512(acc.add(16 * v) as *const _);
+                            let exact = _mm512_sub_epi32(a, _mm512_mullo_epi32(zp, *cs));
+                            _mm512_storeu_si512(out.add(16 * v) as *mut _, exact);
+                        }
+                    }
+                }
+                OutPtr::F32(o) => {
+                    let sb: [__m512; NV] =
+                        std::array::from_fn(|v| _mm512_loadu_ps(self.sb.as_ptr().add(col0 + 16 * v)));
+                    let bias: Option<[__m512; NV]> = match (self.accumulate, self.bias) {
+                        (false, Some(b)) => {
+                            Some(std::array::from_fn(|v| _mm512_loadu_ps(b.as_ptr().add(col0 + 16 * v))))
+                        }
+                        _ => None,
+                    };
+                    for r in 0..t.rows {
+                        let row = t.row + r;
+                        let zp = _mm512_set1_epi32(self.zp.get(row));
+                        let sa = _mm512_set1_ps(self.sa.get(row));
+                        let acc = t.acc.add(r * t.ld);
+                        let out = o.add(row * self.n + col0);
+                        for v in 0..NV {
+                            let a = _mm512_loadu_si512(acc.add(16 * v) as *const _);
+                            let exact = _mm512_sub_epi32(a, _mm512_mullo_epi32(zp, cs[v]));
+                            // Same operation order as the portable body: (exact · (s_a·s_b)) + bias.
+                            let mut y = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(sa, sb[v]));
+                            if self.accumulate {
+                                y = _mm512_add_ps(y, _mm512_loadu_ps(out.add(16 * v)));
+                            } else if let Some(bias) = &bias {
+                                y = _mm512_add_ps(y, bias[v]);
+                            }
+                            _mm512_storeu_ps(out.add(16 * v), y);
+                        }
+                    }
+                }
+                OutPtr::U8(_) | OutPtr::I8(_) => self.tile_body(t),
             }
         }
     }
@@ -609,14 +684,9 @@ pub fn dynamic_quantized_matmul(
                 quantize_rows_into(x, k, kp, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n);
             }
             Granularity::PerRow => {
-                // Ranges first (this also rejects NaN/Inf before anything is written).
-                for r in 0..m {
-                    let (lo, hi) = crate::quantize::scan_row(&x[r * k..(r + 1) * k], r * k)?;
-                    let p = params_u8(lo, hi)?;
-                    s.zp[r] = p.zero_point;
-                    s.scale[r] = p.scale;
-                }
-                quantize_rows_into(x, k, kp, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n);
+                // Range, parameters and quantization per row, in parallel for large inputs; a
+                // non-finite value aborts before the GEMM, so `out` is never written then.
+                quantize_rows_per_row(x, k, kp, groups, &mut s.a[..len], &mut s.zp, &mut s.scale, m, gopts, kernel, n)?;
             }
         }
         let epi = Epilogue::F32 { weight_scales, bias, out };
@@ -663,17 +733,76 @@ fn quantize_rows_into(
     });
 }
 
+/// Per-row dynamic quantization into the padded A layout: each part scans, picks parameters
+/// and quantizes its own rows. Returns the first non-finite input (lowest row) as an error.
+#[allow(clippy::too_many_arguments)]
+fn quantize_rows_per_row(
+    x: &[f32],
+    k: usize,
+    kp: usize,
+    groups: &[KGroup],
+    a: &mut [u8],
+    zp: &mut [i32],
+    scale: &mut [f32],
+    m: usize,
+    opts: GemmOptions,
+    kernel: KernelId,
+    n: usize,
+) -> Result<()> {
+    let threads = opts.resolved_threads();
+    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads.min(m) } else { 1 };
+    let rows_per = m.div_ceil(parts.max(1));
+    let (a_ptr, zp_ptr, sc_ptr) = (SendPtr(a.as_mut_ptr()), SendPtr(zp.as_mut_ptr()), SendPtr(scale.as_mut_ptr()));
+    let errors: Vec<std::sync::Mutex<Option<KernelError>>> = (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
+    pool::run(parts, &|part| {
+        let (a_ptr, zp_ptr, sc_ptr) = (&a_ptr, &zp_ptr, &sc_ptr);
+        for r in part * rows_per..((part + 1) * rows_per).min(m) {
+            let xr = &x[r * k..(r + 1) * k];
+            let p = match crate::quantize::scan_row(xr, r * k).and_then(|(lo, hi)| params_u8(lo, hi)) {
+                Ok(p) => p,
+                Err(e) => {
+                    if let Ok(mut slot) = errors[part].lock() {
+                        *slot = Some(e);
+                    }
+                    return;
+                }
+            };
+            // SAFETY: each part writes only its own rows of `a`, `zp` and `scale`.
+            let row = unsafe {
+                *zp_ptr.0.add(r) = p.zero_point;
+                *sc_ptr.0.add(r) = p.scale;
+                std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp), kp)
+            };
+            let inv = 1.0 / p.scale;
+            for g in groups {
+                let dst = &mut row[g.p0..g.p0 + g.plen];
+                crate::quantize::quantize_u8_unchecked(&xr[g.k0..g.k0 + g.len], inv, p.zero_point, &mut dst[..g.len]);
+                dst[g.len..].fill(0);
+            }
+        }
+    });
+    for e in errors {
+        if let Some(e) = e.into_inner().ok().flatten() {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 struct SendPtr<T>(*mut T);
 // SAFETY: used only to hand disjoint regions to pool parts.
 unsafe impl<T> Sync for SendPtr<T> {}
 
 /// Rough single-thread throughput per kernel (GOP/s), for the threading threshold.
-fn est_gops(kernel: KernelId) -> f64 {
+fn est_gops(kernel: KernelId, m: usize) -> f64 {
     match kernel {
         KernelId::Scalar => 4.0,
         KernelId::Avx2 => 100.0,
         KernelId::AvxVnni => 300.0,
         KernelId::Avx512Vnni => 800.0,
+        // Few rows run VNNI tiles; tiles only fill up from 32 rows.
+        KernelId::Amx if m < crate::x86_64_amx_min_rows() => 300.0,
+        KernelId::Amx if m < 32 => 1000.0,
         KernelId::Amx => 2500.0,
     }
 }
@@ -682,7 +811,7 @@ fn est_gops(kernel: KernelId) -> f64 {
 /// workers are spinning, 12-25 µs when they were parked).
 fn parallel_worth_it(kernel: KernelId, m: usize, kp: usize, n: usize) -> bool {
     let ops = 2.0 * m as f64 * kp as f64 * n as f64;
-    ops / (est_gops(kernel) * 1e3) >= PARALLEL_MIN_US
+    ops / (est_gops(kernel, m) * 1e3) >= PARALLEL_MIN_US
 }
 
 /// Single-thread run time (estimated, µs) below which a call stays on one thread.
@@ -843,9 +972,12 @@ fn drive<'e>(
     let threads = opts.resolved_threads();
     let parallel = threads > 1 && parallel_worth_it(kernel, m, kp, b.n());
     let row_align = if kernel == KernelId::Amx { 32 } else { 6 };
+    // Many rows: each thread takes a contiguous band of rows (its own stretch of C, all of B);
+    // few rows: each thread takes a band of panels (its own stretch of B).
+    let many_rows = m >= 4 * row_align * threads;
     let (parts, split_panels) = if !parallel {
         (1, true)
-    } else if npanels >= threads {
+    } else if npanels >= threads && !many_rows {
         (threads, true)
     } else {
         let rows_per = m.div_ceil(threads).div_ceil(row_align) * row_align;

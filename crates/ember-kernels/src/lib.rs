@@ -35,7 +35,7 @@
 //! - [`quantize`]: f32 ↔ u8/i8 row quantizers (round half to even, saturating, NaN/Inf rejected).
 //! - [`KernelId`]: the kernels (AMX-INT8, AVX-512 VNNI, AVX-VNNI, AVX2, scalar), runtime
 //!   detection and the `EMBER_KERNEL` override.
-//! - [`reference`]: naive i64 reference GEMM for tests.
+//! - [`reference`](mod@reference): naive i64 reference GEMM for tests.
 //!
 //! ## Exactness
 //! All kernels accumulate in i32 with wrapping arithmetic and return identical accumulators. The
@@ -54,6 +54,18 @@
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+
+/// Row count below which the AMX kernel runs VNNI tiles (for the threading estimate).
+pub(crate) const fn x86_64_amx_min_rows() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_64::amx::MIN_AMX_ROWS
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        8
+    }
+}
 
 mod abuf;
 mod dispatch;
@@ -74,3 +86,12 @@ pub use gemm::{
 };
 pub use pack::{MAX_EXACT_K, PackOptions, PackedB, WeightLayout};
 pub use quantize::{Granularity, QuantParams};
+
+// The guides' code blocks are compiled and run as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/int8-kernels.md")]
+struct GuideDoctests;

@@ -215,7 +215,7 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
                                 zero_2x2();
                                 compute_2x2(job.a.add(r * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
                                 pipe.flush(sink);
-                                store_2x2(pipe.next_buf());
+                                store_2x2_to(pipe.next_buf(), NR);
                                 pipe.push(r, 32, p, sink);
                             }
                         }
@@ -232,7 +232,7 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
                 zero_2x2();
                 compute_2x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
                 pipe.flush(sink);
-                store_2x2(pipe.next_buf());
+                store_2x2_to(pipe.next_buf(), NR);
                 pipe.push(full_end, tail, p, sink);
             }
         } else if tail >= MIN_AMX_ROWS {
@@ -346,36 +346,13 @@ unsafe fn compute_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1:
     }
 }
 
-/// Stores tmm0-3 as a 32 × 32 i32 block (row stride 128 bytes) at `c`.
-///
-/// # Safety
-/// Tiles configured for 2×2 blocking; `c` has room for 32 × 32 i32.
-#[inline]
-unsafe fn store_2x2(c: *mut i32) {
-    // SAFETY: the stores stay inside the 32 × 32 block.
-    unsafe {
-        asm!(
-            "tilestored [{c0} + {s}*1], tmm0",
-            "tilestored [{c1} + {s}*1], tmm1",
-            "tilestored [{c2} + {s}*1], tmm2",
-            "tilestored [{c3} + {s}*1], tmm3",
-            c0 = in(reg) c,
-            c1 = in(reg) c.add(16),
-            c2 = in(reg) c.add(16 * NR),
-            c3 = in(reg) c.add(16 * NR + 16),
-            s = in(reg) NR * 4,
-            options(nostack),
-        );
-    }
-}
-
 /// Like [`compute_2x2`] for one A tile of the configured rows (≤ 16): tmm0-1 += A × B.
 ///
 /// # Safety
 /// Tiles configured with [`TileConfig::new`]`(rows, 0)`.
 #[inline]
 unsafe fn compute_1x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize) {
-    // SAFETY: as for block_2x2.
+    // SAFETY: as for compute_2x2.
     unsafe {
         let mut k = k0;
         while k < k1 {

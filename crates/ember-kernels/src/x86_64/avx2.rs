@@ -9,36 +9,19 @@ use crate::microkernel::{Job, Tile};
 use std::arch::x86_64::*;
 
 const NR: usize = 16;
-const MR: usize = 6;
 
 /// # Safety
 /// See [`crate::microkernel::run`]; the CPU must support AVX2.
 pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
-    #[repr(C, align(64))]
-    struct Scratch([i32; MR * NR]);
-    let mut scratch = Scratch([0; MR * NR]);
-    for p in job.p0..job.p1 {
-        let panel = job.b.panel_i16(p);
-        let mut r = job.m0;
-        while r < job.m1 {
-            let rows = (job.m1 - r).min(MR);
-            // SAFETY: forwarded contract; the tile writes MR×NR i32 into scratch.
-            unsafe {
-                let a = job.a.add(r * job.lda);
-                let out = scratch.0.as_mut_ptr();
-                match rows {
-                    6 => tile::<6>(a, job.lda, panel, job.k0, job.k1, out),
-                    5 => tile::<5>(a, job.lda, panel, job.k0, job.k1, out),
-                    4 => tile::<4>(a, job.lda, panel, job.k0, job.k1, out),
-                    3 => tile::<3>(a, job.lda, panel, job.k0, job.k1, out),
-                    2 => tile::<2>(a, job.lda, panel, job.k0, job.k1, out),
-                    _ => tile::<1>(a, job.lda, panel, job.k0, job.k1, out),
-                }
-            }
-            sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: NR });
-            r += rows;
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { super::drive_rows(job, sink, NR, |p| job.b.panel_i16(p), rows) }
+}
+
+/// # Safety
+/// See [`super::TileFn`].
+unsafe fn rows(rows: usize, a: *const u8, lda: usize, panel: *const i16, k0: usize, k1: usize, out: *mut i32) {
+    // SAFETY: forwarded.
+    unsafe { super::dispatch_rows!(rows, tile(a, lda, panel, k0, k1, out)) }
 }
 
 #[target_feature(enable = "avx2")]

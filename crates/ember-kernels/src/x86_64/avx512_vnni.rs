@@ -11,36 +11,19 @@ use std::arch::x86_64::*;
 
 const NT: usize = 4;
 const NR: usize = 16 * NT;
-const MR: usize = 6;
 
 /// # Safety
 /// See [`crate::microkernel::run`]; the CPU must support AVX-512 F/BW/VL/VNNI.
 pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
-    #[repr(C, align(64))]
-    struct Scratch([i32; MR * NR]);
-    let mut scratch = Scratch([0; MR * NR]);
-    for p in job.p0..job.p1 {
-        let panel = job.b.panel_i8(p);
-        let mut r = job.m0;
-        while r < job.m1 {
-            let rows = (job.m1 - r).min(MR);
-            // SAFETY: forwarded contract; the tile writes rows×NR i32 into scratch.
-            unsafe {
-                rows_tile::<NT, 1, 1>(
-                    rows,
-                    job.a.add(r * job.lda),
-                    job.lda,
-                    [panel],
-                    job.k0,
-                    job.k1,
-                    scratch.0.as_mut_ptr(),
-                    NR,
-                )
-            };
-            sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: NR });
-            r += rows;
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { super::drive_rows(job, sink, NR, |p| job.b.panel_i8(p), rows) }
+}
+
+/// # Safety
+/// See [`super::TileFn`].
+unsafe fn rows(rows: usize, a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize, out: *mut i32) {
+    // SAFETY: forwarded.
+    unsafe { rows_tile::<NT, 1, 1>(rows, a, lda, [panel], k0, k1, out, NR) }
 }
 
 /// Dispatches a run of `rows ≤ 6` rows to the const-generic tile, over `P` panels side by side
@@ -63,16 +46,7 @@ pub(crate) unsafe fn rows_tile<const T: usize, const Q: usize, const P: usize>(
     ldo: usize,
 ) {
     // SAFETY: forwarded.
-    unsafe {
-        match rows {
-            6 => tile::<6, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
-            5 => tile::<5, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
-            4 => tile::<4, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
-            3 => tile::<3, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
-            2 => tile::<2, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
-            _ => tile::<1, T, Q, P>(a, lda, panel, k0, k1, out, ldo),
-        }
-    }
+    unsafe { super::dispatch_rows!(rows, tile::<T, Q, P>(a, lda, panel, k0, k1, out, ldo)) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]

@@ -1,6 +1,71 @@
-//! x86-64 micro-kernels, one file per ISA.
+//! x86-64 micro-kernels, one file per ISA, and the row/panel driver they share.
 
 pub(crate) mod amx;
 pub(crate) mod avx2;
 pub(crate) mod avx512_vnni;
 pub(crate) mod avx_vnni;
+
+use crate::microkernel::{Job, Tile};
+
+/// Rows in the register tile of the AVX2, AVX-VNNI and AVX-512 VNNI kernels.
+pub(crate) const MR: usize = 6;
+
+/// Calls a const-generic tile routine `$tile::<R, ...>` for a run-time row count `1..=6`.
+macro_rules! dispatch_rows {
+    ($rows:expr, $tile:ident::<$($g:ty),*>($($arg:expr),* $(,)?)) => {
+        match $rows {
+            6 => $tile::<6, $($g),*>($($arg),*),
+            5 => $tile::<5, $($g),*>($($arg),*),
+            4 => $tile::<4, $($g),*>($($arg),*),
+            3 => $tile::<3, $($g),*>($($arg),*),
+            2 => $tile::<2, $($g),*>($($arg),*),
+            _ => $tile::<1, $($g),*>($($arg),*),
+        }
+    };
+    ($rows:expr, $tile:ident($($arg:expr),* $(,)?)) => {
+        match $rows {
+            6 => $tile::<6>($($arg),*),
+            5 => $tile::<5>($($arg),*),
+            4 => $tile::<4>($($arg),*),
+            3 => $tile::<3>($($arg),*),
+            2 => $tile::<2>($($arg),*),
+            _ => $tile::<1>($($arg),*),
+        }
+    };
+}
+pub(crate) use dispatch_rows;
+
+/// A register-tile routine: `rows ≤ MR` rows of A at `a` (row stride `lda`) times one packed
+/// panel over packed K bytes `k0..k1`, written as `rows × nr` i32 at `out` (row stride `nr`).
+pub(crate) type TileFn<P> =
+    unsafe fn(rows: usize, a: *const u8, lda: usize, panel: P, k0: usize, k1: usize, out: *mut i32);
+
+/// Drives an `MR × nr` register tile over every (panel, row block) of a job, handing each
+/// finished tile to the sink. Panels outer, rows inner: one panel of B stays in L1 while all
+/// rows pass over it.
+///
+/// # Safety
+/// As for [`crate::microkernel::run`]; `tile` must be runnable on this CPU, `nr ≤ 64`, and
+/// `panel(p)` must return panel `p` in the layout `tile` reads.
+pub(crate) unsafe fn drive_rows<P: Copy>(
+    job: &Job<'_>,
+    sink: &mut dyn FnMut(&Tile),
+    nr: usize,
+    panel: impl Fn(usize) -> P,
+    tile: TileFn<P>,
+) {
+    #[repr(C, align(64))]
+    struct Scratch([i32; MR * 64]);
+    let mut scratch = Scratch([0; MR * 64]);
+    for p in job.p0..job.p1 {
+        let b = panel(p);
+        let mut r = job.m0;
+        while r < job.m1 {
+            let rows = (job.m1 - r).min(MR);
+            // SAFETY: forwarded contract; the tile writes rows × nr ≤ MR × 64 i32 into scratch.
+            unsafe { tile(rows, job.a.add(r * job.lda), job.lda, b, job.k0, job.k1, scratch.0.as_mut_ptr()) };
+            sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: nr });
+            r += rows;
+        }
+    }
+}
