@@ -2,9 +2,9 @@
 """Ember's int8 GEMM table beside ONNX Runtime's int8 anchors, measured in alternating rounds.
 
 Runs `gemm_table --json` and an ONNX Runtime benchmark script (for example the team's
-`ort_bench.py`, which prints CSV `source,impl,threads,M,K,N,median_us,...,gops`) in turn for
-`--rounds` rounds on the same shapes, then prints per-shape medians over the rounds and the
-ratios the kernel targets are stated in. Alternating rounds make slow drifts of a shared,
+`ort_bench.py`, which prints CSV `source,impl,threads,M,K,N,median_us,...,gops`) in turn,
+`--rounds` times per shape, then prints per-shape medians over the rounds and the ratios the
+kernel targets are stated in. Alternating shape by shape makes the slow phases of a shared,
 noisy machine hit both sides alike.
 
     python3 scripts/compare_ort.py --ort-python /tmp/ortvenv/bin/python \
@@ -34,24 +34,31 @@ def main():
     ap.add_argument("--min-ms", type=float, default=100)
     ap.add_argument("--shapes", default=",".join(f"{m}:{k}:{n}" for m, k, n in SHAPES))
     ap.add_argument("--json-out", help="write the merged rows here as JSON lines")
+    ap.add_argument("--whole-table", action="store_true",
+                    help="alternate whole tables instead of one shape at a time (faster, noisier)")
     a = ap.parse_args()
     ember, ort = {}, {}
-    for r in range(a.rounds):
-        out = subprocess.run([a.table, "--threads", str(a.threads), "--json", "--shapes", a.shapes,
-                              "--min-ms", str(a.min_ms)], check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("{"):
-                d = json.loads(line)
-                ember.setdefault((d["m"], d["k"], d["n"]), []).append(d)
-        out = subprocess.run([a.ort_python, a.ort_bench, "--threads", str(a.threads), "--shapes", a.shapes,
-                              "--impls", "ort_matmulinteger,ort_dqmatmul", "--min-ms", str(a.min_ms)],
-                             check=True, capture_output=True, text=True).stdout
-        for row in csv.DictReader(io.StringIO("\n".join(l for l in out.splitlines() if not l.startswith("#")))):
-            try:
-                ort.setdefault((row["impl"], int(row["M"]), int(row["K"]), int(row["N"])), []).append(float(row["gops"]))
-            except (KeyError, ValueError):
-                pass
-        print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
+    # Per shape, alternate the two programs `rounds` times: a slow phase of a shared machine
+    # (they last seconds) then hits both sides of the same shape alike.
+    groups = [a.shapes] if a.whole_table else a.shapes.split(",")
+    for shapes in groups:
+        for r in range(a.rounds):
+            out = subprocess.run([a.table, "--threads", str(a.threads), "--json", "--shapes", shapes,
+                                  "--min-ms", str(a.min_ms)], check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    d = json.loads(line)
+                    ember.setdefault((d["m"], d["k"], d["n"]), []).append(d)
+            out = subprocess.run([a.ort_python, a.ort_bench, "--threads", str(a.threads), "--shapes", shapes,
+                                  "--impls", "ort_matmulinteger,ort_dqmatmul", "--min-ms", str(a.min_ms)],
+                                 check=True, capture_output=True, text=True).stdout
+            for row in csv.DictReader(io.StringIO("\n".join(l for l in out.splitlines() if not l.startswith("#")))):
+                try:
+                    key = (row["impl"], int(row["M"]), int(row["K"]), int(row["N"]))
+                    ort.setdefault(key, []).append(float(row["gops"]))
+                except (KeyError, ValueError):
+                    pass
+        print(f"{shapes} done", file=sys.stderr)
     med = statistics.median
     print(f"threads {a.threads}, medians of {a.rounds} alternating rounds, GOP/s")
     print(f"| M×K×N | ember int8 | ORT MatMulInteger | ×  | ember dyn | ORT DynQuantMatMul | × | gemm f32 | dyn/f32 |")

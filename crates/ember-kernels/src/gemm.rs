@@ -588,18 +588,20 @@ pub fn gemm(a: &Activations<'_>, b: &PackedB, epilogue: Epilogue<'_>, opts: &Gem
         }
     };
     let kp = b.packed_k();
-    // Zero-copy when A is u8 and needs no padding.
+    let tiles = use_tiles(kernel, m);
+    // Zero-copy when A is u8, needs no padding and the kernel reads it row-major.
     if let ActivationData::U8(d) = a.data
         && kp == k
+        && !tiles
     {
-        return run_epilogue(kernel, d.as_ptr(), m, b, zp, a.scales, epilogue, opts);
+        let ap = APtr { ptr: d.as_ptr(), tiles: false };
+        return run_epilogue(kernel, ap, m, b, zp, a.scales, epilogue, opts);
     }
     with_scratch(|s| {
-        let len = mul(m, kp)?;
+        let len = a_len(m, kp, tiles)?;
         s.a.ensure_len(len);
         let buf = &mut s.a[..len];
-        for r in 0..m {
-            let row = &mut buf[r * kp..(r + 1) * kp];
+        fill_a(buf, m, kp, tiles, 1, &|r, row| {
             for g in b.groups() {
                 let dst = &mut row[g.p0..g.p0 + g.plen];
                 let src = r * k + g.k0..r * k + g.k0 + g.len;
@@ -613,9 +615,92 @@ pub fn gemm(a: &Activations<'_>, b: &PackedB, epilogue: Epilogue<'_>, opts: &Gem
                 }
                 dst[g.len..].fill(0);
             }
-        }
-        run_epilogue(kernel, buf.as_ptr(), m, b, zp, a.scales, epilogue, opts)
+            Ok(())
+        })?;
+        run_epilogue(kernel, APtr { ptr: buf.as_ptr(), tiles }, m, b, zp, a.scales, epilogue, opts)
     })
+}
+
+/// Packed activations handed to the kernels.
+#[derive(Clone, Copy)]
+struct APtr {
+    ptr: *const u8,
+    /// AMX tile layout (see [`fill_a`]) instead of row-major.
+    tiles: bool,
+}
+
+/// Whether this call lays A out in AMX tiles: 16-row blocks, and inside a block 1 KiB per
+/// 64 bytes of K (16 rows × 64 bytes), so every A tile load reads one contiguous KiB instead of
+/// 16 rows scattered at the row stride.
+fn use_tiles(kernel: KernelId, m: usize) -> bool {
+    kernel == KernelId::Amx && m >= crate::x86_64_amx_min_rows()
+}
+
+/// Bytes of packed A: rows padded to 16 in the tile layout.
+fn a_len(m: usize, kp: usize, tiles: bool) -> Result<usize> {
+    mul(if tiles { m.div_ceil(16) * 16 } else { m }, kp)
+}
+
+/// Fills the packed A buffer row by row: `fill(r, row)` must write all `kp` bytes of row `r`
+/// (zero padding included). Row-major rows are written in place; in the tile layout each row
+/// is built in a per-part buffer and scattered in 64-byte pieces, and the padding rows of the
+/// last 16-row block are zeroed. Runs `parts` parts on the pool; returns the error of the
+/// lowest failing part.
+fn fill_a(
+    a: &mut [u8],
+    m: usize,
+    kp: usize,
+    tiles: bool,
+    parts: usize,
+    fill: &(dyn Fn(usize, &mut [u8]) -> Result<()> + Sync),
+) -> Result<()> {
+    let parts = parts.clamp(1, m.max(1));
+    let rows_per = m.div_ceil(parts);
+    let a_ptr = SendPtr(a.as_mut_ptr());
+    let errors: Vec<std::sync::Mutex<Option<KernelError>>> = (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
+    pool::run(parts, &|part| {
+        let a_ptr = &a_ptr;
+        let mut rowbuf = if tiles { vec![0u8; kp] } else { Vec::new() };
+        for r in part * rows_per..((part + 1) * rows_per).min(m) {
+            let result = if tiles {
+                let res = fill(r, &mut rowbuf);
+                for (ks, chunk) in rowbuf.chunks_exact(64).enumerate() {
+                    // SAFETY: the piece lies inside row r's block; rows belong to one part.
+                    unsafe { tile_piece(a_ptr.0, r, kp, ks).copy_from(chunk.as_ptr(), 64) };
+                }
+                res
+            } else {
+                // SAFETY: each part writes only its own rows.
+                fill(r, unsafe { std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp), kp) })
+            };
+            if let Err(e) = result {
+                if let Ok(mut slot) = errors[part].lock() {
+                    *slot = Some(e);
+                }
+                return;
+            }
+        }
+    });
+    if tiles {
+        for r in m..m.div_ceil(16) * 16 {
+            for ks in 0..kp / 64 {
+                // SAFETY: inside the buffer (sized by `a_len`).
+                unsafe { tile_piece(a.as_mut_ptr(), r, kp, ks).write_bytes(0, 64) };
+            }
+        }
+    }
+    for e in errors {
+        if let Some(e) = e.into_inner().ok().flatten() {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Address of the 64 bytes of row `r`, K bytes `64·ks..64·ks + 64`, in the tile layout.
+#[inline]
+fn tile_piece(a: *mut u8, r: usize, kp: usize, ks: usize) -> *mut u8 {
+    a.wrapping_add((r / 16) * 16 * kp + ks * 1024 + (r % 16) * 64)
 }
 
 /// Options for [`dynamic_quantized_matmul`].
@@ -664,8 +749,9 @@ pub fn dynamic_quantized_matmul(
     }
     let kp = b.packed_k();
     let gopts = opts.gemm;
+    let tiles = use_tiles(kernel, m);
     with_scratch(|s| {
-        let len = mul(m, kp)?;
+        let len = a_len(m, kp, tiles)?;
         s.a.ensure_len(len);
         s.zp.resize(m, 0);
         s.scale.resize(m, 0.0);
@@ -681,25 +767,49 @@ pub fn dynamic_quantized_matmul(
                 let p = params_u8(lo, hi)?;
                 s.zp.fill(p.zero_point);
                 s.scale.fill(p.scale);
-                quantize_rows_into(x, k, kp, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n);
+                quantize_rows_into(x, k, kp, tiles, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n)?;
             }
             Granularity::PerRow => {
                 // Range, parameters and quantization per row, in parallel for large inputs; a
                 // non-finite value aborts before the GEMM, so `out` is never written then.
-                quantize_rows_per_row(x, k, kp, groups, &mut s.a[..len], &mut s.zp, &mut s.scale, m, gopts, kernel, n)?;
+                quantize_rows_per_row(
+                    x,
+                    k,
+                    kp,
+                    tiles,
+                    groups,
+                    &mut s.a[..len],
+                    &mut s.zp,
+                    &mut s.scale,
+                    m,
+                    gopts,
+                    kernel,
+                    n,
+                )?;
             }
         }
         let epi = Epilogue::F32 { weight_scales, bias, out };
-        run_epilogue(kernel, s.a.as_ptr(), m, b, RowParam::PerRow(&s.zp), RowParam::PerRow(&s.scale), epi, gopts)
+        run_epilogue(
+            kernel,
+            APtr { ptr: s.a.as_ptr(), tiles },
+            m,
+            b,
+            RowParam::PerRow(&s.zp),
+            RowParam::PerRow(&s.scale),
+            epi,
+            gopts,
+        )
     })
 }
 
-/// Quantizes the rows of `x` into the padded A layout, in parallel for large inputs.
+/// Quantizes the rows of `x` with given per-row parameters into packed A, in parallel for
+/// large inputs.
 #[allow(clippy::too_many_arguments)]
 fn quantize_rows_into(
     x: &[f32],
     k: usize,
     kp: usize,
+    tiles: bool,
     groups: &[KGroup],
     a: &mut [u8],
     zp: &[i32],
@@ -708,38 +818,33 @@ fn quantize_rows_into(
     opts: GemmOptions,
     kernel: KernelId,
     n: usize,
-) {
+) -> Result<()> {
     let threads = opts.resolved_threads();
-    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads.min(m) } else { 1 };
-    let a_ptr = SendPtr(a.as_mut_ptr());
-    let rows_per = m.div_ceil(parts.max(1));
-    pool::run(parts, &|part| {
-        let a_ptr = &a_ptr;
-        for r in part * rows_per..((part + 1) * rows_per).min(m) {
-            // SAFETY: each part writes its own rows of `a`.
-            let row = unsafe { std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp), kp) };
-            let inv = 1.0 / scale[r];
-            for g in groups {
-                let dst = &mut row[g.p0..g.p0 + g.plen];
-                crate::quantize::quantize_u8_unchecked(
-                    &x[r * k + g.k0..r * k + g.k0 + g.len],
-                    inv,
-                    zp[r],
-                    &mut dst[..g.len],
-                );
-                dst[g.len..].fill(0);
-            }
-        }
-    });
+    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads } else { 1 };
+    fill_a(a, m, kp, tiles, parts, &|r, row| {
+        quantize_row_groups(&x[r * k..(r + 1) * k], groups, 1.0 / scale[r], zp[r], row);
+        Ok(())
+    })
 }
 
-/// Per-row dynamic quantization into the padded A layout: each part scans, picks parameters
-/// and quantizes its own rows. Returns the first non-finite input (lowest row) as an error.
+/// Quantizes one row into its packed form (every group zero-padded).
+fn quantize_row_groups(xr: &[f32], groups: &[KGroup], inv: f32, zp: i32, row: &mut [u8]) {
+    for g in groups {
+        let dst = &mut row[g.p0..g.p0 + g.plen];
+        crate::quantize::quantize_u8_unchecked(&xr[g.k0..g.k0 + g.len], inv, zp, &mut dst[..g.len]);
+        dst[g.len..].fill(0);
+    }
+}
+
+/// Per-row dynamic quantization into packed A: each part scans, picks parameters and
+/// quantizes its own rows. Returns a non-finite input as an error (before any output is
+/// written).
 #[allow(clippy::too_many_arguments)]
 fn quantize_rows_per_row(
     x: &[f32],
     k: usize,
     kp: usize,
+    tiles: bool,
     groups: &[KGroup],
     a: &mut [u8],
     zp: &mut [i32],
@@ -750,43 +855,21 @@ fn quantize_rows_per_row(
     n: usize,
 ) -> Result<()> {
     let threads = opts.resolved_threads();
-    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads.min(m) } else { 1 };
-    let rows_per = m.div_ceil(parts.max(1));
-    let (a_ptr, zp_ptr, sc_ptr) = (SendPtr(a.as_mut_ptr()), SendPtr(zp.as_mut_ptr()), SendPtr(scale.as_mut_ptr()));
-    let errors: Vec<std::sync::Mutex<Option<KernelError>>> = (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
-    pool::run(parts, &|part| {
-        let (a_ptr, zp_ptr, sc_ptr) = (&a_ptr, &zp_ptr, &sc_ptr);
-        for r in part * rows_per..((part + 1) * rows_per).min(m) {
-            let xr = &x[r * k..(r + 1) * k];
-            let p = match crate::quantize::scan_row(xr, r * k).and_then(|(lo, hi)| params_u8(lo, hi)) {
-                Ok(p) => p,
-                Err(e) => {
-                    if let Ok(mut slot) = errors[part].lock() {
-                        *slot = Some(e);
-                    }
-                    return;
-                }
-            };
-            // SAFETY: each part writes only its own rows of `a`, `zp` and `scale`.
-            let row = unsafe {
-                *zp_ptr.0.add(r) = p.zero_point;
-                *sc_ptr.0.add(r) = p.scale;
-                std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp), kp)
-            };
-            let inv = 1.0 / p.scale;
-            for g in groups {
-                let dst = &mut row[g.p0..g.p0 + g.plen];
-                crate::quantize::quantize_u8_unchecked(&xr[g.k0..g.k0 + g.len], inv, p.zero_point, &mut dst[..g.len]);
-                dst[g.len..].fill(0);
-            }
+    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads } else { 1 };
+    let (zp_ptr, sc_ptr) = (SendPtr(zp.as_mut_ptr()), SendPtr(scale.as_mut_ptr()));
+    fill_a(a, m, kp, tiles, parts, &|r, row| {
+        let (zp_ptr, sc_ptr) = (&zp_ptr, &sc_ptr);
+        let xr = &x[r * k..(r + 1) * k];
+        let (lo, hi) = crate::quantize::scan_row(xr, r * k)?;
+        let p = params_u8(lo, hi)?;
+        // SAFETY: row r's parameters are written only by the part that owns row r.
+        unsafe {
+            *zp_ptr.0.add(r) = p.zero_point;
+            *sc_ptr.0.add(r) = p.scale;
         }
-    });
-    for e in errors {
-        if let Some(e) = e.into_inner().ok().flatten() {
-            return Err(e);
-        }
-    }
-    Ok(())
+        quantize_row_groups(xr, groups, 1.0 / p.scale, p.zero_point, row);
+        Ok(())
+    })
 }
 
 struct SendPtr<T>(*mut T);
@@ -808,11 +891,18 @@ fn est_gops(kernel: KernelId, m: usize) -> f64 {
 }
 
 /// Whether a problem is big enough that splitting it beats the hand-off cost (a few µs when
-/// workers are spinning, 12-25 µs when they were parked).
+/// workers are spinning, 12-25 µs when they were parked). The single-thread time is estimated
+/// as the larger of compute time and the time to stream the packed weights once (which is what
+/// bounds a GEMV: M = 1 with a large B runs at memory speed, and two cores stream faster).
 fn parallel_worth_it(kernel: KernelId, m: usize, kp: usize, n: usize) -> bool {
     let ops = 2.0 * m as f64 * kp as f64 * n as f64;
-    ops / (est_gops(kernel, m) * 1e3) >= PARALLEL_MIN_US
+    let compute_us = ops / (est_gops(kernel, m) * 1e3);
+    let stream_us = (kp * n) as f64 / (STREAM_GBPS * 1e3);
+    compute_us.max(stream_us) >= PARALLEL_MIN_US
 }
+
+/// Conservative single-core bandwidth for streaming packed weights from L3 / memory (GB/s).
+const STREAM_GBPS: f64 = 30.0;
 
 /// Single-thread run time (estimated, µs) below which a call stays on one thread.
 const PARALLEL_MIN_US: f64 = 30.0;
@@ -820,7 +910,7 @@ const PARALLEL_MIN_US: f64 = 30.0;
 #[allow(clippy::too_many_arguments)]
 fn run_epilogue(
     kernel: KernelId,
-    a: *const u8,
+    a: APtr,
     m: usize,
     b: &PackedB,
     zp: RowParam<'_, i32>,
@@ -910,7 +1000,7 @@ fn run_epilogue(
 #[allow(clippy::too_many_arguments)]
 fn run_f32(
     kernel: KernelId,
-    a: *const u8,
+    a: APtr,
     m: usize,
     b: &PackedB,
     base: Epi<'_>,
@@ -945,7 +1035,7 @@ fn run_f32(
 #[allow(clippy::too_many_arguments)]
 fn drive<'e>(
     kernel: KernelId,
-    a: *const u8,
+    a: APtr,
     m: usize,
     b: &PackedB,
     ranges: &[(usize, usize)],
@@ -983,7 +1073,8 @@ fn drive<'e>(
         let rows_per = m.div_ceil(threads).div_ceil(row_align) * row_align;
         (m.div_ceil(rows_per), false)
     };
-    let a_ptr = SendPtr(a as *mut u8);
+    let a_tiles = a.tiles;
+    let a_ptr = SendPtr(a.ptr as *mut u8);
     let direct = direct.map(|d| (SendPtr(d.out), d.ldc, d.n, SendPtr(d.init as *mut i32)));
     let run_part = |part: usize| {
         let a_ptr = &a_ptr;
@@ -996,7 +1087,7 @@ fn drive<'e>(
         };
         for (g, &(k0, k1)) in ranges.iter().enumerate() {
             let e = epi(g);
-            let job = Job { a: a_ptr.0, lda: kp, m0, m1, b, p0, p1, k0, k1, direct };
+            let job = Job { a: a_ptr.0, lda: kp, a_tiles, m0, m1, b, p0, p1, k0, k1, direct };
             // SAFETY: the kernel is supported (checked by the caller), `b` is packed for it, A
             // holds m·kp bytes and the K range lies inside the packed K.
             unsafe { microkernel::run(kernel, &job, &mut |t: &Tile| e.tile(t)) };

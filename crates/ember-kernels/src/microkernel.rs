@@ -13,6 +13,9 @@ pub(crate) struct Job<'a> {
     pub a: *const u8,
     /// Row stride of `a` in bytes (the packed K).
     pub lda: usize,
+    /// A is in the AMX tile layout ([`crate::gemm::ALayout::Tiles16`]) instead of row-major;
+    /// only the AMX kernel is ever given this.
+    pub a_tiles: bool,
     /// Rows `m0..m1`.
     pub m0: usize,
     pub m1: usize,

@@ -70,6 +70,21 @@ pub fn params_u8(min: f32, max: f32) -> Result<QuantParams> {
     Ok(QuantParams { scale, zero_point })
 }
 
+/// Affine i8 parameters for values in `[min, max]` (the range is widened to include 0): the
+/// u8 parameters shifted by −128, so `q ∈ [−128, 127]` covers the range with the same step.
+///
+/// # Errors
+/// [`KernelError::NonFinite`] if `min` or `max` is NaN or infinite.
+///
+/// ```
+/// let p = ember_kernels::quantize::params_i8_affine(-1.0, 3.0).unwrap();
+/// assert_eq!(p.zero_point, 64 - 128);
+/// ```
+pub fn params_i8_affine(min: f32, max: f32) -> Result<QuantParams> {
+    let p = params_u8(min, max)?;
+    Ok(QuantParams { scale: p.scale, zero_point: p.zero_point - 128 })
+}
+
 /// Symmetric i8 parameters for values with `|x| ≤ abs_max`: zero point 0, `scale = abs_max/127`,
 /// so in-range values use `[−127, 127]` (−128 is reached only by saturation).
 ///

@@ -96,7 +96,10 @@ fn every_supported_kernel_matches_reference_on_shape_table() {
     }
     // Every kernel the CPU reports as supported must be in the list (none silently skipped).
     assert_eq!(exercised.len(), KernelId::supported().len());
-    println!("kernels exercised: {}", exercised.join(", "));
+    // Written to the stderr handle directly (not `eprintln!`), so the list shows in the
+    // test output even though libtest captures the test's prints.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "ember-kernels: kernels exercised: {}", exercised.join(", "));
 }
 
 #[test]
@@ -375,6 +378,47 @@ fn bad_inputs_are_typed_errors() {
         out: QuantizedOutput::U8(&mut q),
     };
     assert!(matches!(gemm(&Activations::u8(&a, 2, 3, 0), &b, epi, &opts), Err(KernelError::InvalidZeroPoint { .. })));
+}
+
+#[test]
+fn dynamic_path_edge_shapes_and_bad_input() {
+    use ember_kernels::{DynamicOptions, dynamic_quantized_matmul};
+    let b = PackedB::pack(&[1i8; 6], 3, 2, PackOptions::default()).unwrap();
+    let opts = DynamicOptions::default();
+    // M = 0 writes nothing and succeeds.
+    dynamic_quantized_matmul(&[], 0, &b, WeightScales::PerTensor(1.0), None, &mut [], &opts).unwrap();
+    // NaN in x is an error naming its index, and the output is left untouched.
+    let mut y = [7.0f32; 4];
+    let e = dynamic_quantized_matmul(
+        &[1.0, 2.0, 3.0, 4.0, f32::NAN, 6.0],
+        2,
+        &b,
+        WeightScales::PerTensor(1.0),
+        None,
+        &mut y,
+        &opts,
+    )
+    .unwrap_err();
+    assert!(matches!(e, KernelError::NonFinite { index: 4, .. }), "{e}");
+    assert_eq!(y, [7.0; 4]);
+    // Length errors.
+    let e = dynamic_quantized_matmul(&[1.0; 5], 2, &b, WeightScales::PerTensor(1.0), None, &mut y, &opts).unwrap_err();
+    assert!(matches!(e, KernelError::Length { what: "x", .. }), "{e}");
+    let e = dynamic_quantized_matmul(&[1.0; 6], 2, &b, WeightScales::PerTensor(1.0), Some(&[0.0]), &mut y, &opts)
+        .unwrap_err();
+    assert!(matches!(e, KernelError::Length { what: "bias", .. }), "{e}");
+    // A GEMV large enough to be split across threads matches the single-threaded result.
+    let (k, n) = (256, 4096);
+    let mut rng = Rng(9);
+    let w: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
+    let b = PackedB::pack(&w, k, n, PackOptions::default()).unwrap();
+    let x: Vec<f32> = (0..k).map(|_| rng.f32()).collect();
+    let (mut y1, mut y2) = (vec![0f32; n], vec![0f32; n]);
+    let single = DynamicOptions { gemm: GemmOptions::single_thread(), ..Default::default() };
+    let multi = DynamicOptions { gemm: GemmOptions::with_threads(2), ..Default::default() };
+    dynamic_quantized_matmul(&x, 1, &b, WeightScales::PerTensor(0.01), None, &mut y1, &single).unwrap();
+    dynamic_quantized_matmul(&x, 1, &b, WeightScales::PerTensor(0.01), None, &mut y2, &multi).unwrap();
+    assert_eq!(y1, y2);
 }
 
 #[test]

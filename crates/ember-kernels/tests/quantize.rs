@@ -2,7 +2,8 @@
 //! non-finite input and zero-range rows.
 
 use ember_kernels::quantize::{
-    dequantize, params_i8_symmetric, params_u8, quantize, quantize_row_i8_symmetric, quantize_row_u8, quantize_rows,
+    dequantize, params_i8_affine, params_i8_symmetric, params_u8, quantize, quantize_row_i8_symmetric, quantize_row_u8,
+    quantize_rows,
 };
 use ember_kernels::{Granularity, KernelError, QuantParams};
 use proptest::prelude::*;
@@ -18,6 +19,19 @@ fn hand_worked_affine_u8() {
     // -1/s + 64 = -63.75 + 64 = 0.25 → 0; 0 → 64; 3/s + 64 = 191.25 + 64 = 255.25 → 255;
     // 1/s = 63.75 → 64 + 64 = 128.
     assert_eq!(q, [0, 64, 255, 128]);
+}
+
+#[test]
+fn affine_i8_matches_u8_shifted() {
+    let x = [-1.0f32, -0.3, 0.0, 0.7, 3.0];
+    let pu = params_u8(-1.0, 3.0).unwrap();
+    let pi = params_i8_affine(-1.0, 3.0).unwrap();
+    let (mut qu, mut qi) = ([0u8; 5], [0i8; 5]);
+    quantize(&x, pu, &mut qu).unwrap();
+    quantize(&x, pi, &mut qi).unwrap();
+    for (u, i) in qu.iter().zip(&qi) {
+        assert_eq!(*u as i32 - 128, *i as i32);
+    }
 }
 
 #[test]

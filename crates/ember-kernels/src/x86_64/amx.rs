@@ -183,7 +183,7 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
     let (mut s0, mut s1) = (Scratch([0; 32 * NR]), Scratch([0; 32 * NR]));
     let mut pipe = Pipeline { bufs: [&mut s0, &mut s1], cur: 0, pending: None };
     let m = job.m1 - job.m0;
-    if m < MIN_AMX_ROWS {
+    if m < MIN_AMX_ROWS && !job.a_tiles {
         // SAFETY: forwarded.
         return unsafe { vnni_rows(job, job.m0, job.m1, sink) };
     }
@@ -208,12 +208,26 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
                             // Full block inside N: accumulate from −z_a·colsum, store to C.
                             Some(d) if (p + 1) * NR <= d.n => {
                                 init_2x2(d.init.add(p * NR));
-                                compute_2x2(job.a.add(r * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                                compute_2x2(
+                                    job.a.add(r * job.lda),
+                                    job.lda,
+                                    job.a_tiles,
+                                    job.b.panel_i8(p),
+                                    job.k0,
+                                    job.k1,
+                                );
                                 store_2x2_to(d.out.add(r * d.ldc + p * NR), d.ldc);
                             }
                             _ => {
                                 zero_2x2();
-                                compute_2x2(job.a.add(r * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                                compute_2x2(
+                                    job.a.add(r * job.lda),
+                                    job.lda,
+                                    job.a_tiles,
+                                    job.b.panel_i8(p),
+                                    job.k0,
+                                    job.k1,
+                                );
                                 pipe.flush(sink);
                                 store_2x2_to(pipe.next_buf(), NR);
                                 pipe.push(r, 32, p, sink);
@@ -230,16 +244,16 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
             TileConfig::new(16, tail - 16).load();
             for p in job.p0..job.p1 {
                 zero_2x2();
-                compute_2x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                compute_2x2(job.a.add(full_end * job.lda), job.lda, job.a_tiles, job.b.panel_i8(p), job.k0, job.k1);
                 pipe.flush(sink);
                 store_2x2_to(pipe.next_buf(), NR);
                 pipe.push(full_end, tail, p, sink);
             }
-        } else if tail >= MIN_AMX_ROWS {
+        } else if tail >= MIN_AMX_ROWS || (tail > 0 && job.a_tiles) {
             TileConfig::new(tail, 0).load();
             for p in job.p0..job.p1 {
                 asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
-                compute_1x2(job.a.add(full_end * job.lda), job.lda, job.b.panel_i8(p), job.k0, job.k1);
+                compute_1x2(job.a.add(full_end * job.lda), job.lda, job.a_tiles, job.b.panel_i8(p), job.k0, job.k1);
                 pipe.flush(sink);
                 store_1x2(pipe.next_buf());
                 pipe.push(full_end, tail, p, sink);
@@ -249,7 +263,7 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
             vnni_rows(job, full_end, job.m1, sink);
         }
         pipe.flush(sink);
-        if full_end > job.m0 || tail >= MIN_AMX_ROWS {
+        if full_end > job.m0 || tail >= MIN_AMX_ROWS || job.a_tiles {
             asm!("tilerelease", options(nostack, nomem));
         }
     }
@@ -317,9 +331,13 @@ unsafe fn store_2x2_to(c: *mut i32, ldc: usize) {
 /// # Safety
 /// Tiles configured with [`TileConfig::new`]`(16, r1)`; A and the panel cover the K range.
 #[inline]
-unsafe fn compute_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize) {
+unsafe fn compute_2x2(a: *const u8, lda: usize, a_tiles: bool, panel: *const i8, k0: usize, k1: usize) {
     // SAFETY: loads stay inside A (configured rows × 64 bytes at stride lda) and the panel.
     unsafe {
+        // Row-major A: a tile is 16 rows at stride lda. Tile layout: 1 KiB contiguous per
+        // 64 bytes of K (stride 64), 16·lda bytes per 16-row block. Either way the second A
+        // tile starts 16·lda bytes further.
+        let (stride, kmul) = if a_tiles { (64, 16) } else { (lda, 1) };
         let a1 = a.add(16 * lda);
         let mut k = k0;
         while k < k1 {
@@ -333,9 +351,9 @@ unsafe fn compute_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1:
                 "tileloadd tmm5, [{a1} + {lda}*1]",
                 "tdpbusd tmm2, tmm5, tmm6",
                 "tdpbusd tmm3, tmm5, tmm7",
-                a0 = in(reg) a.add(k),
-                a1 = in(reg) a1.add(k),
-                lda = in(reg) lda,
+                a0 = in(reg) a.add(k * kmul),
+                a1 = in(reg) a1.add(k * kmul),
+                lda = in(reg) stride,
                 b0 = in(reg) b,
                 b1 = in(reg) b.add(1024),
                 s = in(reg) 64usize,
@@ -351,9 +369,10 @@ unsafe fn compute_2x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1:
 /// # Safety
 /// Tiles configured with [`TileConfig::new`]`(rows, 0)`.
 #[inline]
-unsafe fn compute_1x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize) {
+unsafe fn compute_1x2(a: *const u8, lda: usize, a_tiles: bool, panel: *const i8, k0: usize, k1: usize) {
     // SAFETY: as for compute_2x2.
     unsafe {
+        let (stride, kmul) = if a_tiles { (64, 16) } else { (lda, 1) };
         let mut k = k0;
         while k < k1 {
             let b = panel.add(k * NR);
@@ -363,8 +382,8 @@ unsafe fn compute_1x2(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1:
                 "tileloadd tmm7, [{b1} + {s}*1]",
                 "tdpbusd tmm0, tmm4, tmm6",
                 "tdpbusd tmm1, tmm4, tmm7",
-                a0 = in(reg) a.add(k),
-                lda = in(reg) lda,
+                a0 = in(reg) a.add(k * kmul),
+                lda = in(reg) stride,
                 b0 = in(reg) b,
                 b1 = in(reg) b.add(1024),
                 s = in(reg) 64usize,
