@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! cargo run --release -p ember-kernels --example gemm_table -- [--threads N] [--json]
-//!     [--shapes M:K:N,...] [--kernel NAME] [--min-ms MS]
+//!     [--shapes M:K:N,...] [--kernel NAME] [--min-ms MS] [--scaling]
 //! ```
 //!
-//! GOP/s = 2·M·K·N / median seconds per call. `ratio = dyn_gops / f32_gops`.
+//! GOP/s = 2·M·K·N / median seconds per call. `ratio = dyn_gops / f32_gops`. With `--scaling`
+//! (and N > 1 threads) the int8 and dynamic paths are also timed on one thread, interleaved with
+//! the N-thread runs, and the speed-ups are printed (`int8_speedup`, `dyn_speedup`).
 
 use ember_kernels::{
     Activations, DynamicOptions, Epilogue, GemmOptions, KernelId, PackOptions, PackedB, WeightScales,
@@ -83,6 +85,7 @@ fn main() {
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let threads: usize = arg("--threads").map_or(1, |v| v.parse().expect("--threads N"));
     let json = args.iter().any(|a| a == "--json");
+    let scaling = args.iter().any(|a| a == "--scaling") && threads > 1;
     let min_ms: f64 = arg("--min-ms").map_or(200.0, |v| v.parse().expect("--min-ms MS"));
     let kernel = match arg("--kernel") {
         Some(name) => match KernelId::from_name(&name).and_then(|k| {
@@ -131,6 +134,7 @@ fn main() {
         let packed =
             PackedB::pack(&wq, k, n, PackOptions { kernel: Some(kernel), ..Default::default() }).expect("pack");
         let mut ci = vec![0i32; m * n];
+        let mut ci1 = ci.clone();
         let mut cf = vec![0f32; m * n];
         let ops = 2.0 * (m * k * n) as f64;
 
@@ -139,6 +143,7 @@ fn main() {
             gemm(&act, &packed, Epilogue::I32 { out: &mut ci }, &opts).expect("gemm");
         };
         let mut cf2 = cf.clone();
+        let mut cf1 = cf.clone();
         let mut f_dyn = || {
             dynamic_quantized_matmul(
                 black_box(&x),
@@ -152,15 +157,56 @@ fn main() {
             .expect("dynamic");
         };
         let mut f_f32 = || f32_gemm(black_box(&x), &wf, &mut cf2, m, k, n, threads);
-        let t = median_secs(&mut [&mut f_int8, &mut f_dyn, &mut f_f32], min_ms);
+        let one = GemmOptions::single_thread();
+        let done = DynamicOptions { gemm: one, ..Default::default() };
+        let mut f_int8_1 = || {
+            let act = Activations::u8(black_box(&a), m, k, 128);
+            gemm(&act, &packed, Epilogue::I32 { out: &mut ci1 }, &one).expect("gemm");
+        };
+        let mut f_dyn_1 = || {
+            dynamic_quantized_matmul(
+                black_box(&x),
+                m,
+                &packed,
+                WeightScales::PerChannel(&scales),
+                None,
+                &mut cf1,
+                &done,
+            )
+            .expect("dynamic");
+        };
+        let t = if scaling {
+            median_secs(&mut [&mut f_int8, &mut f_dyn, &mut f_f32, &mut f_int8_1, &mut f_dyn_1], min_ms)
+        } else {
+            median_secs(&mut [&mut f_int8, &mut f_dyn, &mut f_f32], min_ms)
+        };
         let (t_int8, t_dyn, t_f32) = (t[0], t[1], t[2]);
         let (gi, gd, gf) = (ops / t_int8 / 1e9, ops / t_dyn / 1e9, ops / t_f32 / 1e9);
+        let scaling_json = if scaling {
+            format!(
+                ",\"int8_1t_us\":{:.2},\"int8_speedup\":{:.2},\"dyn_1t_us\":{:.2},\"dyn_speedup\":{:.2}",
+                t[3] * 1e6,
+                t[3] / t_int8,
+                t[4] * 1e6,
+                t[4] / t_dyn
+            )
+        } else {
+            String::new()
+        };
         if json {
             println!(
-                "{{\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{threads},\"kernel\":\"{}\",\"int8_gops\":{gi:.1},\"dyn_gops\":{gd:.1},\"f32_gops\":{gf:.1},\"ratio\":{:.2},\"dyn_us\":{:.2}}}",
+                "{{\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{threads},\"kernel\":\"{}\",\"int8_gops\":{gi:.1},\"dyn_gops\":{gd:.1},\"f32_gops\":{gf:.1},\"ratio\":{:.2},\"dyn_us\":{:.2}{scaling_json}}}",
                 kernel.short_name(),
                 gd / gf,
                 t_dyn * 1e6
+            );
+        } else if scaling {
+            println!(
+                "{m:>5} {k:>5} {n:>5}  {gi:>10.1} {gd:>10.1} {gf:>10.1} {:>7.2} {:>10.2}   vs 1 thread: int8 {:.2}x, dyn {:.2}x",
+                gd / gf,
+                t_dyn * 1e6,
+                t[3] / t_int8,
+                t[4] / t_dyn
             );
         } else {
             println!("{m:>5} {k:>5} {n:>5}  {gi:>10.1} {gd:>10.1} {gf:>10.1} {:>7.2} {:>10.2}", gd / gf, t_dyn * 1e6);

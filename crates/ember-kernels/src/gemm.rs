@@ -588,20 +588,20 @@ pub fn gemm(a: &Activations<'_>, b: &PackedB, epilogue: Epilogue<'_>, opts: &Gem
         }
     };
     let kp = b.packed_k();
-    let tiles = use_tiles(kernel, m);
+    let layout = a_layout(kernel, m);
     // Zero-copy when A is u8, needs no padding and the kernel reads it row-major.
     if let ActivationData::U8(d) = a.data
         && kp == k
-        && !tiles
+        && layout == ALayout::RowMajor
     {
-        let ap = APtr { ptr: d.as_ptr(), tiles: false };
+        let ap = APtr { ptr: d.as_ptr(), layout };
         return run_epilogue(kernel, ap, m, b, zp, a.scales, epilogue, opts);
     }
     with_scratch(|s| {
-        let len = a_len(m, kp, tiles)?;
+        let len = a_len(m, kp, layout)?;
         s.a.ensure_len(len);
         let buf = &mut s.a[..len];
-        fill_a(buf, m, kp, tiles, 1, &|r, row| {
+        fill_a(buf, m, kp, layout, 1, &|r, row| {
             for g in b.groups() {
                 let dst = &mut row[g.p0..g.p0 + g.plen];
                 let src = r * k + g.k0..r * k + g.k0 + g.len;
@@ -617,7 +617,7 @@ pub fn gemm(a: &Activations<'_>, b: &PackedB, epilogue: Epilogue<'_>, opts: &Gem
             }
             Ok(())
         })?;
-        run_epilogue(kernel, APtr { ptr: buf.as_ptr(), tiles }, m, b, zp, a.scales, epilogue, opts)
+        run_epilogue(kernel, APtr { ptr: buf.as_ptr(), layout }, m, b, zp, a.scales, epilogue, opts)
     })
 }
 
@@ -625,32 +625,50 @@ pub fn gemm(a: &Activations<'_>, b: &PackedB, epilogue: Epilogue<'_>, opts: &Gem
 #[derive(Clone, Copy)]
 struct APtr {
     ptr: *const u8,
-    /// AMX tile layout (see [`fill_a`]) instead of row-major.
-    tiles: bool,
+    layout: ALayout,
 }
 
-/// Whether this call lays A out in AMX tiles: 16-row blocks, and inside a block 1 KiB per
-/// 64 bytes of K (16 rows × 64 bytes), so every A tile load reads one contiguous KiB instead of
-/// 16 rows scattered at the row stride.
-fn use_tiles(kernel: KernelId, m: usize) -> bool {
-    kernel == KernelId::Amx && m >= crate::x86_64_amx_min_rows()
+/// How packed activations are laid out; chosen per call by [`a_layout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ALayout {
+    /// Row-major u8, row stride = packed K bytes.
+    RowMajor,
+    /// AMX tiles: 16-row blocks, and inside a block 1 KiB per 64 bytes of K (16 rows × 64
+    /// bytes), so every A tile load reads one contiguous KiB instead of 16 rows scattered at
+    /// the row stride. Rows are padded to a multiple of 16 with zeros.
+    Tiles16,
+    /// Row-major i16 (u8 widened), for the AVX2 kernel: one `vpbroadcastd` from memory then
+    /// broadcasts a K pair ready for `vpmaddwd`.
+    Widened16,
 }
 
-/// Bytes of packed A: rows padded to 16 in the tile layout.
-fn a_len(m: usize, kp: usize, tiles: bool) -> Result<usize> {
-    mul(if tiles { m.div_ceil(16) * 16 } else { m }, kp)
+fn a_layout(kernel: KernelId, m: usize) -> ALayout {
+    match kernel {
+        KernelId::Amx if m >= crate::x86_64_amx_min_rows() => ALayout::Tiles16,
+        KernelId::Avx2 => ALayout::Widened16,
+        _ => ALayout::RowMajor,
+    }
+}
+
+/// Bytes of packed A.
+fn a_len(m: usize, kp: usize, layout: ALayout) -> Result<usize> {
+    match layout {
+        ALayout::RowMajor => mul(m, kp),
+        ALayout::Tiles16 => mul(m.div_ceil(16) * 16, kp),
+        ALayout::Widened16 => mul(mul(m, kp)?, 2),
+    }
 }
 
 /// Fills the packed A buffer row by row: `fill(r, row)` must write all `kp` bytes of row `r`
-/// (zero padding included). Row-major rows are written in place; in the tile layout each row
-/// is built in a per-part buffer and scattered in 64-byte pieces, and the padding rows of the
-/// last 16-row block are zeroed. Runs `parts` parts on the pool; returns the error of the
-/// lowest failing part.
+/// (zero padding included). Row-major rows are written in place; for the other layouts each
+/// row is built in a per-part buffer and then scattered (tiles) or widened (i16); the padding
+/// rows of the last 16-row tile block are zeroed. Runs `parts` parts on the pool; returns the
+/// error of the lowest failing part.
 fn fill_a(
     a: &mut [u8],
     m: usize,
     kp: usize,
-    tiles: bool,
+    layout: ALayout,
     parts: usize,
     fill: &(dyn Fn(usize, &mut [u8]) -> Result<()> + Sync),
 ) -> Result<()> {
@@ -660,18 +678,31 @@ fn fill_a(
     let errors: Vec<std::sync::Mutex<Option<KernelError>>> = (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
     pool::run(parts, &|part| {
         let a_ptr = &a_ptr;
-        let mut rowbuf = if tiles { vec![0u8; kp] } else { Vec::new() };
+        let mut rowbuf = if layout == ALayout::RowMajor { Vec::new() } else { vec![0u8; kp] };
         for r in part * rows_per..((part + 1) * rows_per).min(m) {
-            let result = if tiles {
-                let res = fill(r, &mut rowbuf);
-                for (ks, chunk) in rowbuf.chunks_exact(64).enumerate() {
-                    // SAFETY: the piece lies inside row r's block; rows belong to one part.
-                    unsafe { tile_piece(a_ptr.0, r, kp, ks).copy_from(chunk.as_ptr(), 64) };
+            let result = match layout {
+                ALayout::RowMajor => {
+                    // SAFETY: each part writes only its own rows.
+                    fill(r, unsafe { std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp), kp) })
                 }
-                res
-            } else {
-                // SAFETY: each part writes only its own rows.
-                fill(r, unsafe { std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp), kp) })
+                ALayout::Tiles16 => {
+                    let res = fill(r, &mut rowbuf);
+                    for (ks, chunk) in rowbuf.chunks_exact(64).enumerate() {
+                        // SAFETY: the piece lies inside row r's block; rows belong to one part.
+                        unsafe { tile_piece(a_ptr.0, r, kp, ks).copy_from(chunk.as_ptr(), 64) };
+                    }
+                    res
+                }
+                ALayout::Widened16 => {
+                    let res = fill(r, &mut rowbuf);
+                    // SAFETY: row r's 2·kp bytes; the buffer is 64-byte aligned and the offset
+                    // even, so the i16 view is aligned.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(a_ptr.0.add(r * kp * 2) as *mut i16, kp) };
+                    for (d, &v) in dst.iter_mut().zip(&rowbuf) {
+                        *d = v as i16;
+                    }
+                    res
+                }
             };
             if let Err(e) = result {
                 if let Ok(mut slot) = errors[part].lock() {
@@ -681,7 +712,7 @@ fn fill_a(
             }
         }
     });
-    if tiles {
+    if layout == ALayout::Tiles16 {
         for r in m..m.div_ceil(16) * 16 {
             for ks in 0..kp / 64 {
                 // SAFETY: inside the buffer (sized by `a_len`).
@@ -749,9 +780,9 @@ pub fn dynamic_quantized_matmul(
     }
     let kp = b.packed_k();
     let gopts = opts.gemm;
-    let tiles = use_tiles(kernel, m);
+    let layout = a_layout(kernel, m);
     with_scratch(|s| {
-        let len = a_len(m, kp, tiles)?;
+        let len = a_len(m, kp, layout)?;
         s.a.ensure_len(len);
         s.zp.resize(m, 0);
         s.scale.resize(m, 0.0);
@@ -767,7 +798,7 @@ pub fn dynamic_quantized_matmul(
                 let p = params_u8(lo, hi)?;
                 s.zp.fill(p.zero_point);
                 s.scale.fill(p.scale);
-                quantize_rows_into(x, k, kp, tiles, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n)?;
+                quantize_rows_into(x, k, kp, layout, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n)?;
             }
             Granularity::PerRow => {
                 // Range, parameters and quantization per row, in parallel for large inputs; a
@@ -776,7 +807,7 @@ pub fn dynamic_quantized_matmul(
                     x,
                     k,
                     kp,
-                    tiles,
+                    layout,
                     groups,
                     &mut s.a[..len],
                     &mut s.zp,
@@ -791,7 +822,7 @@ pub fn dynamic_quantized_matmul(
         let epi = Epilogue::F32 { weight_scales, bias, out };
         run_epilogue(
             kernel,
-            APtr { ptr: s.a.as_ptr(), tiles },
+            APtr { ptr: s.a.as_ptr(), layout },
             m,
             b,
             RowParam::PerRow(&s.zp),
@@ -809,7 +840,7 @@ fn quantize_rows_into(
     x: &[f32],
     k: usize,
     kp: usize,
-    tiles: bool,
+    layout: ALayout,
     groups: &[KGroup],
     a: &mut [u8],
     zp: &[i32],
@@ -821,7 +852,7 @@ fn quantize_rows_into(
 ) -> Result<()> {
     let threads = opts.resolved_threads();
     let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads } else { 1 };
-    fill_a(a, m, kp, tiles, parts, &|r, row| {
+    fill_a(a, m, kp, layout, parts, &|r, row| {
         quantize_row_groups(&x[r * k..(r + 1) * k], groups, 1.0 / scale[r], zp[r], row);
         Ok(())
     })
@@ -844,7 +875,7 @@ fn quantize_rows_per_row(
     x: &[f32],
     k: usize,
     kp: usize,
-    tiles: bool,
+    layout: ALayout,
     groups: &[KGroup],
     a: &mut [u8],
     zp: &mut [i32],
@@ -857,7 +888,7 @@ fn quantize_rows_per_row(
     let threads = opts.resolved_threads();
     let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads } else { 1 };
     let (zp_ptr, sc_ptr) = (SendPtr(zp.as_mut_ptr()), SendPtr(scale.as_mut_ptr()));
-    fill_a(a, m, kp, tiles, parts, &|r, row| {
+    fill_a(a, m, kp, layout, parts, &|r, row| {
         let (zp_ptr, sc_ptr) = (&zp_ptr, &sc_ptr);
         let xr = &x[r * k..(r + 1) * k];
         let (lo, hi) = crate::quantize::scan_row(xr, r * k)?;
@@ -1073,7 +1104,7 @@ fn drive<'e>(
         let rows_per = m.div_ceil(threads).div_ceil(row_align) * row_align;
         (m.div_ceil(rows_per), false)
     };
-    let a_tiles = a.tiles;
+    let a_tiles = a.layout == ALayout::Tiles16;
     let a_ptr = SendPtr(a.ptr as *mut u8);
     let direct = direct.map(|d| (SendPtr(d.out), d.ldc, d.n, SendPtr(d.init as *mut i32)));
     let run_part = |part: usize| {

@@ -1,4 +1,5 @@
-//! AVX2 kernel, exact: operands widened to i16 and multiplied with `vpmaddwd`.
+//! AVX2 kernel, exact: operands widened to i16 and multiplied with `vpmaddwd`. A arrives
+//! widened to i16 by the driver (row stride `lda` elements), B is packed as i16 pairs.
 //!
 //! `vpmaddubsw` (u8·i8 → saturating i16 pair sums) would be twice as fast but saturates for
 //! ordinary inputs (255·127·2 > 32 767), so this kernel packs B as i16 pairs instead. Layout:
@@ -14,7 +15,7 @@ const NR: usize = 16;
 /// See [`crate::microkernel::run`]; the CPU must support AVX2.
 pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
     // SAFETY: forwarded contract.
-    unsafe { super::drive_rows(job, sink, NR, |p| job.b.panel_i16(p), rows) }
+    unsafe { super::drive_rows(job, sink, NR, 2, |p| job.b.panel_i16(p), rows) }
 }
 
 /// # Safety
@@ -28,6 +29,7 @@ unsafe fn rows(rows: usize, a: *const u8, lda: usize, panel: *const i16, k0: usi
 unsafe fn tile<const R: usize>(a: *const u8, lda: usize, panel: *const i16, k0: usize, k1: usize, out: *mut i32) {
     // SAFETY: pointers stay within A rows (k1 ≤ lda) and the panel (k1 ≤ packed K).
     unsafe {
+        let a16 = a as *const i16;
         let mut acc = [[_mm256_setzero_si256(); 2]; R];
         let mut k = k0;
         while k < k1 {
@@ -35,9 +37,8 @@ unsafe fn tile<const R: usize>(a: *const u8, lda: usize, panel: *const i16, k0: 
             let b0 = _mm256_load_si256(bp as *const __m256i);
             let b1 = _mm256_load_si256(bp.add(16) as *const __m256i);
             for (i, acc) in acc.iter_mut().enumerate() {
-                let ap = a.add(i * lda + k);
-                let pair = (*ap as i32) | ((*ap.add(1) as i32) << 16);
-                let av = _mm256_set1_epi32(pair);
+                // A is widened to i16: one 4-byte load broadcasts the K pair (a_k, a_k+1).
+                let av = _mm256_set1_epi32((a16.add(i * lda + k) as *const i32).read_unaligned());
                 acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
                 acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
             }

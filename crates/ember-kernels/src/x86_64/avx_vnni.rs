@@ -12,7 +12,7 @@ const NR: usize = 16;
 /// See [`crate::microkernel::run`]; the CPU must support AVX-VNNI.
 pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
     // SAFETY: forwarded contract.
-    unsafe { super::drive_rows(job, sink, NR, |p| job.b.panel_i8(p), rows) }
+    unsafe { super::drive_rows(job, sink, NR, 1, |p| job.b.panel_i8(p), rows) }
 }
 
 /// # Safety

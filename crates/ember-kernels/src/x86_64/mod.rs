@@ -45,12 +45,14 @@ pub(crate) type TileFn<P> =
 /// rows pass over it.
 ///
 /// # Safety
-/// As for [`crate::microkernel::run`]; `tile` must be runnable on this CPU, `nr ≤ 64`, and
-/// `panel(p)` must return panel `p` in the layout `tile` reads.
+/// As for [`crate::microkernel::run`]; `tile` must be runnable on this CPU, `nr ≤ 64`,
+/// `panel(p)` must return panel `p` in the layout `tile` reads, and A's elements must be
+/// `a_elem_bytes` wide (row stride `lda` elements).
 pub(crate) unsafe fn drive_rows<P: Copy>(
     job: &Job<'_>,
     sink: &mut dyn FnMut(&Tile),
     nr: usize,
+    a_elem_bytes: usize,
     panel: impl Fn(usize) -> P,
     tile: TileFn<P>,
 ) {
@@ -63,7 +65,9 @@ pub(crate) unsafe fn drive_rows<P: Copy>(
         while r < job.m1 {
             let rows = (job.m1 - r).min(MR);
             // SAFETY: forwarded contract; the tile writes rows × nr ≤ MR × 64 i32 into scratch.
-            unsafe { tile(rows, job.a.add(r * job.lda), job.lda, b, job.k0, job.k1, scratch.0.as_mut_ptr()) };
+            unsafe {
+                tile(rows, job.a.add(r * job.lda * a_elem_bytes), job.lda, b, job.k0, job.k1, scratch.0.as_mut_ptr())
+            };
             sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: nr });
             r += rows;
         }
