@@ -456,6 +456,8 @@ struct Scratch {
 }
 
 thread_local! {
+    /// Per-column accumulator start values for direct i32 stores, reused across calls.
+    static DIRECT_INIT: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     static SCRATCH: RefCell<Scratch> =
         RefCell::new(Scratch { a: AlignedBuf::zeroed(0), zp: Vec::new(), scale: Vec::new() });
 }
@@ -471,7 +473,9 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 // Validation helpers.
 
 fn check_scales(what: &'static str, s: &[f32]) -> Result<()> {
-    match s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+    // Branch-free scan first (it vectorises; this runs on every call), position only on error.
+    let bad = s.iter().fold(false, |acc, v| acc | !(v.is_finite() & (*v > 0.0)));
+    match bad.then(|| s.iter().position(|v| !(v.is_finite() && *v > 0.0))).flatten() {
         Some(i) => Err(KernelError::InvalidScale { what, index: i, value: s[i] }),
         None => Ok(()),
     }
@@ -675,8 +679,11 @@ fn fill_a(
     let parts = parts.clamp(1, m.max(1));
     let rows_per = m.div_ceil(parts);
     let a_ptr = SendPtr(a.as_mut_ptr());
-    let errors: Vec<std::sync::Mutex<Option<KernelError>>> = (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
-    pool::run(parts, &|part| {
+    // One slot per part for its first error (no allocation in the common single-part case).
+    let errors: Vec<std::sync::Mutex<Option<KernelError>>> =
+        if parts > 1 { (0..parts).map(|_| std::sync::Mutex::new(None)).collect() } else { Vec::new() };
+    let single_error = std::cell::Cell::new(None);
+    let run_part = |part: usize| -> Result<()> {
         let a_ptr = &a_ptr;
         let mut rowbuf = if layout == ALayout::RowMajor { Vec::new() } else { vec![0u8; kp] };
         for r in part * rows_per..((part + 1) * rows_per).min(m) {
@@ -704,14 +711,24 @@ fn fill_a(
                     res
                 }
             };
-            if let Err(e) = result {
-                if let Ok(mut slot) = errors[part].lock() {
-                    *slot = Some(e);
-                }
-                return;
-            }
+            result?;
         }
-    });
+        Ok(())
+    };
+    if parts == 1 {
+        single_error.set(run_part(0).err());
+    } else {
+        pool::run(parts, &|part| {
+            if let Err(e) = run_part(part)
+                && let Ok(mut slot) = errors[part].lock()
+            {
+                *slot = Some(e);
+            }
+        });
+    }
+    if let Some(e) = single_error.take() {
+        return Err(e);
+    }
     if layout == ALayout::Tiles16 {
         for r in m..m.div_ceil(16) * 16 {
             for ks in 0..kp / 64 {
@@ -970,18 +987,26 @@ fn run_epilogue(
             base.out = OutPtr::I32(out.as_mut_ptr());
             // With one zero point for all rows the correction is a per-column constant: kernels
             // that can start their accumulators from it store straight into `out`.
-            let direct = match base.zp {
-                RowParam::PerTensor(z) if kernel == KernelId::Amx => {
-                    let mut init = vec![0i32; b.npanels() * nr];
-                    for (v, &cs) in init.iter_mut().zip(b.col_sums_total()) {
-                        *v = z.wrapping_mul(cs).wrapping_neg();
-                    }
-                    Some(init)
+            match base.zp {
+                RowParam::PerTensor(z) if kernel == KernelId::Amx && m >= crate::x86_64_amx_min_rows() => {
+                    DIRECT_INIT.with(|cell| {
+                        let mut fresh = Vec::new();
+                        let mut guard = cell.try_borrow_mut();
+                        let init = match guard.as_mut() {
+                            Ok(v) => &mut **v,
+                            Err(_) => &mut fresh,
+                        };
+                        init.clear();
+                        init.resize(b.npanels() * nr, 0);
+                        for (v, &cs) in init.iter_mut().zip(b.col_sums_total()) {
+                            *v = z.wrapping_mul(cs).wrapping_neg();
+                        }
+                        let d = DirectI32 { out: out.as_mut_ptr(), ldc: n, n, init: init.as_ptr() };
+                        drive(kernel, a, m, b, &full_k, |_| &base, Some(d), opts);
+                    });
                 }
-                _ => None,
-            };
-            let d = direct.as_ref().map(|init| DirectI32 { out: out.as_mut_ptr(), ldc: n, n, init: init.as_ptr() });
-            drive(kernel, a, m, b, &full_k, |_| &base, d, opts);
+                _ => drive(kernel, a, m, b, &full_k, |_| &base, None, opts),
+            }
         }
         Epilogue::F32 { weight_scales, bias, out } => {
             let (scales, grouped) = resolve_weight_scales(&weight_scales, b)?;

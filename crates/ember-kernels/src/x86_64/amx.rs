@@ -15,6 +15,7 @@
 
 use crate::microkernel::{Job, Tile};
 use std::arch::asm;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 const NR: usize = 32;
@@ -102,7 +103,9 @@ struct Scratch([i32; 32 * NR]);
 unsafe fn vnni_rows(job: &Job<'_>, r0: usize, r1: usize, sink: &mut dyn FnMut(&Tile)) {
     #[repr(C, align(64))]
     struct Wide([i32; 6 * 2 * NR]);
-    let mut c = Wide([0; 6 * 2 * NR]);
+    // Uninitialised: each tile writes every element the sink then reads.
+    let mut wide = MaybeUninit::<Wide>::uninit();
+    let c = wide.as_mut_ptr().cast::<i32>();
     let mut r = r0;
     while r < r1 {
         let rows = (r1 - r).min(6);
@@ -112,33 +115,15 @@ unsafe fn vnni_rows(job: &Job<'_>, r0: usize, r1: usize, sink: &mut dyn FnMut(&T
             let mut p = job.p0;
             while p + 1 < job.p1 {
                 let panels = [job.b.panel_i8(p), job.b.panel_i8(p + 1)];
-                super::avx512_vnni::rows_tile::<2, QB, 2>(
-                    rows,
-                    a,
-                    job.lda,
-                    panels,
-                    job.k0,
-                    job.k1,
-                    c.0.as_mut_ptr(),
-                    2 * NR,
-                );
-                sink(&Tile { row: r, rows, panel: p, acc: c.0.as_ptr(), ld: 2 * NR });
-                sink(&Tile { row: r, rows, panel: p + 1, acc: c.0.as_ptr().add(NR), ld: 2 * NR });
+                super::avx512_vnni::rows_tile::<2, QB, 2>(rows, a, job.lda, panels, job.k0, job.k1, c, 2 * NR);
+                sink(&Tile { row: r, rows, panel: p, acc: c, ld: 2 * NR });
+                sink(&Tile { row: r, rows, panel: p + 1, acc: c.add(NR), ld: 2 * NR });
                 p += 2;
             }
             if p < job.p1 {
                 let panels = [job.b.panel_i8(p)];
-                super::avx512_vnni::rows_tile::<2, QB, 1>(
-                    rows,
-                    a,
-                    job.lda,
-                    panels,
-                    job.k0,
-                    job.k1,
-                    c.0.as_mut_ptr(),
-                    NR,
-                );
-                sink(&Tile { row: r, rows, panel: p, acc: c.0.as_ptr(), ld: NR });
+                super::avx512_vnni::rows_tile::<2, QB, 1>(rows, a, job.lda, panels, job.k0, job.k1, c, NR);
+                sink(&Tile { row: r, rows, panel: p, acc: c, ld: NR });
             }
         }
         r += rows;
@@ -149,20 +134,20 @@ unsafe fn vnni_rows(job: &Job<'_>, r0: usize, r1: usize, sink: &mut dyn FnMut(&T
 /// asynchronously), then the epilogue of block j − 1 runs on the vector units from the other
 /// scratch buffer while the TMUL is busy, then block j is stored. At small K this hides most of
 /// the epilogue, which otherwise costs as much as the tile work itself.
-struct Pipeline<'s> {
-    bufs: [&'s mut Scratch; 2],
+struct Pipeline {
+    bufs: [*mut i32; 2],
     cur: usize,
     pending: Option<Tile>,
 }
 
-impl Pipeline<'_> {
+impl Pipeline {
     /// Buffer to store the block just computed into.
     fn next_buf(&mut self) -> *mut i32 {
-        self.bufs[self.cur].0.as_mut_ptr()
+        self.bufs[self.cur]
     }
     /// Records the block stored in `next_buf` and hands the previous one to the sink.
     fn push(&mut self, row: usize, rows: usize, panel: usize, sink: &mut dyn FnMut(&Tile)) {
-        let acc = self.bufs[self.cur].0.as_ptr();
+        let acc = self.bufs[self.cur] as *const i32;
         self.pending = Some(Tile { row, rows, panel, acc, ld: NR });
         self.cur ^= 1;
         if !PIPELINE {
@@ -180,13 +165,16 @@ impl Pipeline<'_> {
 /// See [`crate::microkernel::run`]; AMX must be available and the weights packed in the AMX
 /// layout (K range a multiple of 64).
 pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
-    let (mut s0, mut s1) = (Scratch([0; 32 * NR]), Scratch([0; 32 * NR]));
-    let mut pipe = Pipeline { bufs: [&mut s0, &mut s1], cur: 0, pending: None };
     let m = job.m1 - job.m0;
     if m < MIN_AMX_ROWS && !job.a_tiles {
         // SAFETY: forwarded.
         return unsafe { vnni_rows(job, job.m0, job.m1, sink) };
     }
+    // Uninitialised on purpose (zeroing 8 KiB per call showed up in small-shape profiles):
+    // every block is fully written by a tile store before the sink reads it.
+    let (mut s0, mut s1) = (MaybeUninit::<Scratch>::uninit(), MaybeUninit::<Scratch>::uninit());
+    let mut pipe =
+        Pipeline { bufs: [s0.as_mut_ptr().cast::<i32>(), s1.as_mut_ptr().cast::<i32>()], cur: 0, pending: None };
     let full_end = job.m0 + m / 32 * 32;
     let tail = job.m1 - full_end;
     // SAFETY: forwarded contract; tiles are configured before use and released at the end.

@@ -58,17 +58,17 @@ pub(crate) unsafe fn drive_rows<P: Copy>(
 ) {
     #[repr(C, align(64))]
     struct Scratch([i32; MR * 64]);
-    let mut scratch = Scratch([0; MR * 64]);
+    // Uninitialised: each tile writes every element the sink then reads.
+    let mut scratch = std::mem::MaybeUninit::<Scratch>::uninit();
+    let buf = scratch.as_mut_ptr().cast::<i32>();
     for p in job.p0..job.p1 {
         let b = panel(p);
         let mut r = job.m0;
         while r < job.m1 {
             let rows = (job.m1 - r).min(MR);
             // SAFETY: forwarded contract; the tile writes rows × nr ≤ MR × 64 i32 into scratch.
-            unsafe {
-                tile(rows, job.a.add(r * job.lda * a_elem_bytes), job.lda, b, job.k0, job.k1, scratch.0.as_mut_ptr())
-            };
-            sink(&Tile { row: r, rows, panel: p, acc: scratch.0.as_ptr(), ld: nr });
+            unsafe { tile(rows, job.a.add(r * job.lda * a_elem_bytes), job.lda, b, job.k0, job.k1, buf) };
+            sink(&Tile { row: r, rows, panel: p, acc: buf, ld: nr });
             r += rows;
         }
     }
