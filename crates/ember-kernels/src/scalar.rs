@@ -50,7 +50,10 @@ fn tile<const R: usize>(a_rows: &[&[u8]; MR], panel: &[i8], nq: usize, acc: &mut
             let a = &a_rows[i][q * 4..q * 4 + 4];
             let (a0, a1, a2, a3) = (a[0] as i32, a[1] as i32, a[2] as i32, a[3] as i32);
             for (c, s) in row.iter_mut().enumerate() {
-                let d = a0 * b[c * 4] as i32 + a1 * b[c * 4 + 1] as i32 + a2 * b[c * 4 + 2] as i32 + a3 * b[c * 4 + 3] as i32;
+                let d = a0 * b[c * 4] as i32
+                    + a1 * b[c * 4 + 1] as i32
+                    + a2 * b[c * 4 + 2] as i32
+                    + a3 * b[c * 4 + 3] as i32;
                 *s = s.wrapping_add(d);
             }
         }
