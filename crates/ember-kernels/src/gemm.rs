@@ -907,15 +907,12 @@ fn quantize_rows_per_row(
     let (zp_ptr, sc_ptr) = (SendPtr(zp.as_mut_ptr()), SendPtr(scale.as_mut_ptr()));
     fill_a(a, m, kp, layout, parts, &|r, row| {
         let (zp_ptr, sc_ptr) = (&zp_ptr, &sc_ptr);
-        let xr = &x[r * k..(r + 1) * k];
-        let (lo, hi) = crate::quantize::scan_row(xr, r * k)?;
-        let p = params_u8(lo, hi)?;
+        let p = crate::quantize::quantize_row_dynamic_packed(&x[r * k..(r + 1) * k], r * k, groups, row)?;
         // SAFETY: row r's parameters are written only by the part that owns row r.
         unsafe {
             *zp_ptr.0.add(r) = p.zero_point;
             *sc_ptr.0.add(r) = p.scale;
         }
-        quantize_row_groups(xr, groups, 1.0 / p.scale, p.zero_point, row);
         Ok(())
     })
 }

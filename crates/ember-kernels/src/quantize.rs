@@ -143,6 +143,7 @@ fn scan_body(x: &[f32]) -> (f32, f32, bool) {
 /// AVX-512 range scan: masked tail, non-finite values detected with `vfpclassps`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+#[inline]
 fn scan_avx512(x: &[f32]) -> (f32, f32, bool) {
     use std::arch::x86_64::*;
     let n = x.len();
@@ -410,6 +411,7 @@ pub fn quantize_rows<T: QInt>(
 /// `inv`, round half to even, clamp, add the zero point).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
 fn quant_u8_avx512(x: &[f32], inv: f32, zp: i32, out: &mut [u8]) {
     use std::arch::x86_64::*;
     let n = x.len().min(out.len());
@@ -460,6 +462,56 @@ fn quant_dispatch<T: QInt>(x: &[f32], inv: f32, zp: i32, out: &mut [T]) {
         return unsafe { quant_u8_avx512(x, inv, zp, out) };
     }
     quant_fast(x, inv, zp, out)
+}
+
+/// Dynamic affine u8 quantization of one row straight into its packed form: range scan,
+/// [`params_u8`] and quantization of every K group (zero-padded to its packed length) in one
+/// call, so the per-row fixed cost (feature checks, calls, reductions) is paid once. This is
+/// the per-row step of [`crate::dynamic_quantized_matmul`]; bit-identical to
+/// [`quantize_row_u8`] on the same values.
+pub(crate) fn quantize_row_dynamic_packed(
+    xr: &[f32],
+    base_index: usize,
+    groups: &[crate::pack::KGroup],
+    row: &mut [u8],
+) -> Result<QuantParams> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the CPU supports the enabled features.
+        return unsafe { row_dynamic_avx512(xr, base_index, groups, row) };
+    }
+    let (lo, hi) = scan("x", xr, base_index)?;
+    let p = params_u8(lo, hi)?;
+    let inv = 1.0 / p.scale;
+    for g in groups {
+        let dst = &mut row[g.p0..g.p0 + g.plen];
+        quant_dispatch(&xr[g.k0..g.k0 + g.len], inv, p.zero_point, &mut dst[..g.len]);
+        dst[g.len..].fill(0);
+    }
+    Ok(p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+fn row_dynamic_avx512(
+    xr: &[f32],
+    base_index: usize,
+    groups: &[crate::pack::KGroup],
+    row: &mut [u8],
+) -> Result<QuantParams> {
+    let (lo, hi, bad) = scan_avx512(xr);
+    if bad {
+        let i = xr.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(KernelError::NonFinite { what: "x", index: base_index + i, value: xr[i] });
+    }
+    let p = params_u8(lo, hi)?;
+    let inv = 1.0 / p.scale;
+    for g in groups {
+        let dst = &mut row[g.p0..g.p0 + g.plen];
+        quant_u8_avx512(&xr[g.k0..g.k0 + g.len], inv, p.zero_point, &mut dst[..g.len]);
+        dst[g.len..].fill(0);
+    }
+    Ok(p)
 }
 
 /// Range of a slice with the non-finite check (crate-internal fast path for the fused GEMM).

@@ -465,3 +465,42 @@ fn concurrent_callers_share_the_pool_safely() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn dynamic_path_equals_quantize_then_gemm() {
+    // The fused path must give bit for bit what a user gets from quantizing the rows and
+    // calling the f32 epilogue: every kernel, row counts on both sides of the AMX thresholds,
+    // per-channel and per-group weights, one and two threads.
+    use ember_kernels::quantize::quantize_rows;
+    use ember_kernels::{DynamicOptions, Granularity, QuantParams, dynamic_quantized_matmul};
+    let mut rng = Rng(11);
+    for kernel in kernels() {
+        let cases: [(usize, usize, usize, Option<usize>); 4] =
+            [(1, 70, 33, None), (7, 64, 32, None), (9, 130, 65, Some(32)), (45, 200, 96, None)];
+        for &(m, k, n, group) in &cases {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.f32() * 3.0).collect();
+            let w: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
+            let groups = group.map_or(1, |g| k.div_ceil(g));
+            let sb: Vec<f32> = (0..groups * n).map(|_| 0.001 + rng.f32().abs() * 0.01).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let ws = if group.is_some() { WeightScales::PerGroup(&sb) } else { WeightScales::PerChannel(&sb) };
+            let b = pack(&w, k, n, kernel, group);
+            let mut q = vec![0u8; m * k];
+            let mut p = vec![QuantParams { scale: 1.0, zero_point: 0 }; m];
+            quantize_rows(&x, m, k, Granularity::PerRow, &mut q, &mut p).unwrap();
+            let zp: Vec<i32> = p.iter().map(|p| p.zero_point).collect();
+            let sa: Vec<f32> = p.iter().map(|p| p.scale).collect();
+            let act =
+                Activations::u8(&q, m, k, 0).with_zero_points(RowParam::PerRow(&zp)).with_scales(RowParam::PerRow(&sa));
+            let mut want = vec![0f32; m * n];
+            let epi = Epilogue::F32 { weight_scales: ws, bias: Some(&bias), out: &mut want };
+            gemm(&act, &b, epi, &GemmOptions::single_thread()).unwrap();
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; m * n];
+                let opts = DynamicOptions { gemm: GemmOptions::with_threads(threads), ..Default::default() };
+                dynamic_quantized_matmul(&x, m, &b, ws, Some(&bias), &mut got, &opts).unwrap();
+                assert_eq!(got, want, "{} {m}×{k}×{n} group {group:?} threads {threads}", kernel.short_name());
+            }
+        }
+    }
+}
