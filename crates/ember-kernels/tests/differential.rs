@@ -475,8 +475,16 @@ fn dynamic_path_equals_quantize_then_gemm() {
     use ember_kernels::{DynamicOptions, Granularity, QuantParams, dynamic_quantized_matmul};
     let mut rng = Rng(11);
     for kernel in kernels() {
-        let cases: [(usize, usize, usize, Option<usize>); 4] =
-            [(1, 70, 33, None), (7, 64, 32, None), (9, 130, 65, Some(32)), (45, 200, 96, None)];
+        // The last two are large enough to be split across two threads by row bands (the AMX
+        // kernel then quantizes each band's rows inside the GEMM), with and without groups.
+        let cases: [(usize, usize, usize, Option<usize>); 6] = [
+            (1, 70, 33, None),
+            (7, 64, 32, None),
+            (9, 130, 65, Some(32)),
+            (45, 200, 96, None),
+            (300, 512, 256, None),
+            (300, 512, 256, Some(128)),
+        ];
         for &(m, k, n, group) in &cases {
             let x: Vec<f32> = (0..m * k).map(|_| rng.f32() * 3.0).collect();
             let w: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
