@@ -161,30 +161,17 @@ pub(crate) unsafe fn run(job: &Job<'_>, sink: &mut dyn FnMut(&Tile)) {
                 let mut r = job.m0;
                 while r < full_end {
                     for p in pc..pc_end {
-                        match job.direct {
-                            // Full block inside N: accumulate from −z_a·colsum, store to C.
-                            Some(d) if (p + 1) * NR <= d.n => {
-                                init_2x2(d.init.add(p * NR));
-                                compute_2x2(
-                                    job.a.add(r * job.lda),
-                                    job.lda,
-                                    job.a_tiles,
-                                    job.b.panel_i8(p),
-                                    job.k0,
-                                    job.k1,
-                                );
-                                store_2x2_to(d.out.add(r * d.ldc + p * NR), d.ldc);
-                            }
-                            _ => {
-                                zero_2x2();
-                                compute_2x2(
-                                    job.a.add(r * job.lda),
-                                    job.lda,
-                                    job.a_tiles,
-                                    job.b.panel_i8(p),
-                                    job.k0,
-                                    job.k1,
-                                );
+                        // Full blocks inside N with direct output accumulate from −z_a·colsum
+                        // and are stored straight into C; others go through the sink.
+                        let direct = job.direct.filter(|d| (p + 1) * NR <= d.n);
+                        match direct {
+                            Some(d) => init_2x2(d.init.add(p * NR)),
+                            None => zero_2x2(),
+                        }
+                        compute_2x2(job.a.add(r * job.lda), job.lda, job.a_tiles, job.b.panel_i8(p), job.k0, job.k1);
+                        match direct {
+                            Some(d) => store_2x2_to(d.out.add(r * d.ldc + p * NR), d.ldc),
+                            None => {
                                 store_2x2_to(c, NR);
                                 sink(&Tile { row: r, rows: 32, panel: p, acc: c, ld: NR });
                             }
