@@ -82,6 +82,7 @@ pub(crate) struct KGroup {
     pub plen: usize,
 }
 
+#[derive(Clone)]
 pub(crate) enum PanelData {
     I8(AlignedBuf<i8>),
     I16(AlignedBuf<i16>),
@@ -94,6 +95,7 @@ pub(crate) enum PanelData {
 /// inside a panel, K is stored in groups of 4 bytes per column (the VNNI / AMX "quad" layout),
 /// blocked so that one AMX B tile (16 quads × 16 columns) is 1 KiB contiguous. Each K group is
 /// zero-padded to the kernel's K step, so padding never changes a sum.
+#[derive(Clone)]
 pub struct PackedB {
     kernel: KernelId,
     spec: PackSpec,

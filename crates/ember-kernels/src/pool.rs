@@ -35,6 +35,8 @@ pub(crate) struct Pool {
     shared: Arc<Shared>,
     threads: Vec<Thread>,
     busy: Mutex<()>,
+    /// Process that spawned the workers.
+    pid: u32,
 }
 
 /// Number of threads a call may use: the cores this process may run on.
@@ -58,6 +60,10 @@ pub(crate) fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     let pool = global();
+    // After a fork() the child has the pool's bookkeeping but not its threads: run inline.
+    if pool.pid != std::process::id() {
+        return (0..parts).for_each(f);
+    }
     match pool.busy.try_lock() {
         Ok(_guard) if parts <= pool.threads.len() + 1 => pool.run_locked(parts, f),
         _ => (0..parts).for_each(f),
@@ -84,7 +90,7 @@ impl Pool {
                 Err(_) => break,
             }
         }
-        Pool { shared, threads, busy: Mutex::new(()) }
+        Pool { shared, threads, busy: Mutex::new(()), pid: std::process::id() }
     }
 
     fn run_locked(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {

@@ -512,3 +512,29 @@ fn dynamic_path_equals_quantize_then_gemm() {
         }
     }
 }
+
+#[test]
+fn packed_weights_are_clone_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PackedB>();
+    let mut rng = Rng(12);
+    let w: Vec<i8> = (0..100 * 40).map(|_| rng.i8()).collect();
+    for kernel in kernels() {
+        let b = pack(&w, 100, 40, kernel, Some(32));
+        let c = b.clone();
+        assert_eq!(c.unpack(), w);
+        assert_eq!(c.col_sums(), b.col_sums());
+        assert_eq!(c.kernel(), kernel);
+        // Shared across threads.
+        let b = std::sync::Arc::new(b);
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.unpack())
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), w);
+        }
+    }
+}
