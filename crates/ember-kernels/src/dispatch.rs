@@ -35,8 +35,9 @@ pub const KERNEL_ENV: &str = "EMBER_KERNEL";
 pub enum KernelId {
     /// Portable scalar reference kernel; runs everywhere.
     Scalar,
-    /// x86-64 AVX2: u8 and i8 are widened to i16 and multiplied with `vpmaddwd`, which is exact
-    /// (the faster `vpmaddubsw` saturates its i16 pair sums and is deliberately not used).
+    /// x86-64 AVX2. Exact in both forms: with 7-bit weights (within ±64) `vpmaddubsw`, whose
+    /// i16 pair sums cannot saturate then; with wider weights u8 and i8 widened to i16 and
+    /// `vpmaddwd` (half the throughput).
     Avx2,
     /// x86-64 AVX-VNNI (VEX-encoded 256-bit `vpdpbusd`), for CPUs without AVX-512.
     AvxVnni,
@@ -75,8 +76,8 @@ impl KernelId {
     }
 
     /// Whether this kernel can saturate intermediate sums. None of Ember's kernels do: the AVX2
-    /// kernel avoids `vpmaddubsw` (whose i16 pair sums saturate for u8·i8 inputs) and pays for
-    /// exactness with half the multiply throughput.
+    /// kernel uses `vpmaddubsw` (whose i16 pair sums saturate for u8 × full-range i8) only when
+    /// every weight is within ±64, and i16 `vpmaddwd` otherwise.
     pub fn may_saturate(self) -> bool {
         false
     }

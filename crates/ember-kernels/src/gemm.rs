@@ -592,7 +592,7 @@ pub fn gemm(a: &Activations<'_>, b: &PackedB, epilogue: Epilogue<'_>, opts: &Gem
         }
     };
     let kp = b.packed_k();
-    let layout = a_layout(kernel, m);
+    let layout = a_layout(b, m);
     // Zero-copy when A is u8, needs no padding and the kernel reads it row-major.
     if let ActivationData::U8(d) = a.data
         && kp == k
@@ -646,10 +646,11 @@ enum ALayout {
     Widened16,
 }
 
-fn a_layout(kernel: KernelId, m: usize) -> ALayout {
-    match kernel {
+fn a_layout(b: &PackedB, m: usize) -> ALayout {
+    match b.kernel() {
         KernelId::Amx if m >= crate::x86_64_amx_min_rows() => ALayout::Tiles16,
-        KernelId::Avx2 => ALayout::Widened16,
+        // The AVX2 kernel reads i16 A when B is in its i16 layout, u8 A with 7-bit weights.
+        KernelId::Avx2 if b.spec().widen => ALayout::Widened16,
         _ => ALayout::RowMajor,
     }
 }
@@ -797,7 +798,7 @@ pub fn dynamic_quantized_matmul(
     }
     let kp = b.packed_k();
     let gopts = opts.gemm;
-    let layout = a_layout(kernel, m);
+    let layout = a_layout(b, m);
     with_scratch(|s| {
         let len = a_len(m, kp, layout)?;
         s.a.ensure_len(len);

@@ -49,7 +49,7 @@ pub(crate) struct PackSpec {
     pub nr: usize,
     /// K quads (4 bytes of K) per block; K of every group is padded to `4·qb`.
     pub qb: usize,
-    /// i16 pair layout (AVX2) instead of i8 quads.
+    /// i16 pair layout (AVX2 with weights beyond ±64) instead of i8 quads.
     pub widen: bool,
 }
 
@@ -143,7 +143,13 @@ impl PackedB {
     pub fn pack(b: &[i8], k: usize, n: usize, opts: PackOptions) -> Result<PackedB> {
         let kernel = opts.kernel.unwrap_or_else(KernelId::selected).require()?;
         check_len("b", b.len(), mul(k, n)?, || format!("K = {k}, N = {n}"))?;
-        let spec = PackSpec::of(kernel);
+        let mut spec = PackSpec::of(kernel);
+        // AVX2: weights within ±64 keep every `vpmaddubsw` pair sum inside i16
+        // (2·255·64 = 32 640 ≤ 32 767), so the faster byte layout is exact; wider weights need
+        // the i16 layout. 7-bit weights ("reduce_range" quantization) get the fast path.
+        if kernel == KernelId::Avx2 && b.iter().all(|&v| (-64..=64).contains(&v)) {
+            spec.widen = false;
+        }
         let gs = match opts.group_size {
             Some(0) => return Err(KernelError::InvalidGroupSize(0)),
             Some(g) => g.min(k.max(1)),

@@ -81,12 +81,20 @@ fn every_supported_kernel_matches_reference_on_shape_table() {
         let before = kernel_invocations(kernel);
         for &(m, k, n) in SHAPES {
             let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
-            for f in [Fill::Random, Fill::MaxNegative, Fill::MaxPositive, Fill::ZeroA, Fill::Checker] {
+            for f in [
+                Fill::Random,
+                Fill::MaxNegative,
+                Fill::MaxPositive,
+                Fill::ZeroA,
+                Fill::Checker,
+                Fill::SevenBitExtremes,
+                Fill::SevenBitRandom,
+            ] {
                 check_i32(kernel, m, k, n, f, &zp, 1, &mut rng);
             }
             check_i32(kernel, m, k, n, Fill::AllEqual(7, -3), &vec![7; m], 1, &mut rng);
             for z in [0, 128, 255] {
-                for f in [Fill::Random, Fill::MaxNegative, Fill::ZeroA] {
+                for f in [Fill::Random, Fill::MaxNegative, Fill::ZeroA, Fill::SevenBitExtremes] {
                     check_i32(kernel, m, k, n, f, &vec![z; m], 1, &mut rng);
                 }
             }
@@ -111,6 +119,7 @@ fn amx_row_tails_and_vnni_fallback_rows() {
         for m in 1..=70 {
             let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
             check_i32(kernel, m, 130, 40, Fill::Random, &zp, 1, &mut rng);
+            check_i32(kernel, m, 130, 40, Fill::SevenBitRandom, &zp, 1, &mut rng);
             check_i32(kernel, m, 130, 96, Fill::Random, &vec![zp[0]; m], 1, &mut rng);
         }
     }
@@ -510,6 +519,33 @@ fn dynamic_path_equals_quantize_then_gemm() {
                 assert_eq!(got, want, "{} {m}×{k}×{n} group {group:?} threads {threads}", kernel.short_name());
             }
         }
+    }
+}
+
+#[test]
+fn avx2_picks_the_maddubs_form_only_for_seven_bit_weights() {
+    if !KernelId::Avx2.is_supported() {
+        return;
+    }
+    // The byte layout needs half the memory of the i16 one; that is how the form shows.
+    let wide = pack(&[100i8; 64 * 16], 64, 16, KernelId::Avx2, None);
+    let narrow = pack(&[64i8; 64 * 16], 64, 16, KernelId::Avx2, None);
+    let narrow_neg = pack(&[-64i8; 64 * 16], 64, 16, KernelId::Avx2, None);
+    let just_over = {
+        let mut w = vec![0i8; 64 * 16];
+        w[17] = -65;
+        pack(&w, 64, 16, KernelId::Avx2, None)
+    };
+    assert_eq!(wide.packed_bytes(), 2 * narrow.packed_bytes());
+    assert_eq!(narrow.packed_bytes(), narrow_neg.packed_bytes());
+    assert_eq!(just_over.packed_bytes(), wide.packed_bytes());
+    // The worst case of the byte form: A = 255 against ±64 pairs, per-tensor and per-row zero
+    // points, both exact.
+    let mut rng = Rng(13);
+    for &(m, k, n) in &[(1, 4, 16), (7, 260, 33), (13, 1000, 17)] {
+        check_i32(KernelId::Avx2, m, k, n, Fill::SevenBitExtremes, &vec![0; m], 1, &mut rng);
+        let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
+        check_i32(KernelId::Avx2, m, k, n, Fill::SevenBitRandom, &zp, 1, &mut rng);
     }
 }
 

@@ -18,12 +18,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
-    fn random_gemm_is_exact((m, k, n) in shape(), seed in any::<u64>(), kernel_pick in any::<usize>(), threads in 1usize..3, per_tensor_zp in any::<bool>()) {
+    fn random_gemm_is_exact((m, k, n) in shape(), seed in any::<u64>(), kernel_pick in any::<usize>(), threads in 1usize..3, per_tensor_zp in any::<bool>(), seven_bit in any::<bool>()) {
         let kernels = KernelId::supported();
         let kernel = kernels[kernel_pick % kernels.len()];
         let mut rng = common::Rng(seed);
         let a: Vec<u8> = (0..m * k).map(|_| rng.u8()).collect();
-        let b: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
+        // Half the cases use 7-bit weights (AVX2's `vpmaddubsw` form), half the full i8 range.
+        let b: Vec<i8> =
+            (0..k * n).map(|_| if seven_bit { (rng.below(129) as i32 - 64) as i8 } else { rng.i8() }).collect();
         let zp: Vec<i32> = (0..m).map(|_| rng.u8() as i32).collect();
         let packed = PackedB::pack(&b, k, n, PackOptions { kernel: Some(kernel), ..Default::default() }).unwrap();
         let mut c = vec![0i32; m * n];

@@ -41,13 +41,18 @@ pub enum Fill {
     AllEqual(u8, i8),
     /// Alternating extremes.
     Checker,
+    /// A = 255, B alternating ±64: the extremes of 7-bit weights (AVX2's `vpmaddubsw` form).
+    SevenBitExtremes,
+    /// Random A, B uniform in [−64, 64].
+    SevenBitRandom,
 }
 
 pub fn fill(f: Fill, m: usize, k: usize, n: usize, rng: &mut Rng) -> (Vec<u8>, Vec<i8>) {
     let a = (0..m * k)
         .map(|i| match f {
             Fill::Random => rng.u8(),
-            Fill::MaxNegative | Fill::MaxPositive => 255,
+            Fill::MaxNegative | Fill::MaxPositive | Fill::SevenBitExtremes => 255,
+            Fill::SevenBitRandom => rng.u8(),
             Fill::ZeroA => 0,
             Fill::AllEqual(v, _) => v,
             Fill::Checker => {
@@ -72,6 +77,14 @@ pub fn fill(f: Fill, m: usize, k: usize, n: usize, rng: &mut Rng) -> (Vec<u8>, V
                     127
                 }
             }
+            Fill::SevenBitExtremes => {
+                if (i / 2) % 2 == 0 {
+                    64
+                } else {
+                    -64
+                }
+            }
+            Fill::SevenBitRandom => (rng.below(129) as i32 - 64) as i8,
         })
         .collect();
     (a, b)
