@@ -3,6 +3,10 @@
 
 /// `C[m, n] = Σ_k (A[m, k] − z_a[m])·B[k, n]` in i64, with `A` u8 `[M × K]`, `B` i8 `[K × N]`
 /// (both row-major) and one zero point per row.
+///
+/// # Panics
+/// If a slice's length does not match its shape (this is a test helper, not a library entry
+/// point).
 pub fn gemm_u8i8_i64(a: &[u8], zero_points: &[i32], b: &[i8], m: usize, k: usize, n: usize) -> Vec<i64> {
     assert_eq!(a.len(), m * k, "a is M×K");
     assert_eq!(b.len(), k * n, "b is K×N");
@@ -20,6 +24,9 @@ pub fn gemm_u8i8_i64(a: &[u8], zero_points: &[i32], b: &[i8], m: usize, k: usize
 }
 
 /// `C[m, n] = Σ_k A[m, k]·B[k, n]` for f32 row-major matrices, accumulated in f64.
+///
+/// # Panics
+/// If a slice's length does not match its shape.
 pub fn gemm_f32_f64(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
     assert_eq!(a.len(), m * k, "a is M×K");
     assert_eq!(b.len(), k * n, "b is K×N");
