@@ -138,43 +138,22 @@ fn main() {
         let mut cf = vec![0f32; m * n];
         let ops = 2.0 * (m * k * n) as f64;
 
-        let mut f_int8 = || {
-            let act = Activations::u8(black_box(&a), m, k, 128);
-            gemm(&act, &packed, Epilogue::I32 { out: &mut ci }, &opts).expect("gemm");
-        };
-        let mut cf2 = cf.clone();
-        let mut cf1 = cf.clone();
-        let mut f_dyn = || {
-            dynamic_quantized_matmul(
-                black_box(&x),
-                m,
-                &packed,
-                WeightScales::PerChannel(&scales),
-                None,
-                &mut cf,
-                &dopts,
-            )
-            .expect("dynamic");
-        };
-        let mut f_f32 = || f32_gemm(black_box(&x), &wf, &mut cf2, m, k, n, threads);
         let one = GemmOptions::single_thread();
         let done = DynamicOptions { gemm: one, ..Default::default() };
-        let mut f_int8_1 = || {
+        let int8 = |o: &GemmOptions, c: &mut [i32]| {
             let act = Activations::u8(black_box(&a), m, k, 128);
-            gemm(&act, &packed, Epilogue::I32 { out: &mut ci1 }, &one).expect("gemm");
+            gemm(&act, &packed, Epilogue::I32 { out: c }, o).expect("gemm");
         };
-        let mut f_dyn_1 = || {
-            dynamic_quantized_matmul(
-                black_box(&x),
-                m,
-                &packed,
-                WeightScales::PerChannel(&scales),
-                None,
-                &mut cf1,
-                &done,
-            )
-            .expect("dynamic");
+        let dynq = |o: &DynamicOptions, y: &mut [f32]| {
+            dynamic_quantized_matmul(black_box(&x), m, &packed, WeightScales::PerChannel(&scales), None, y, o)
+                .expect("dynamic");
         };
+        let (mut cf1, mut cf2) = (cf.clone(), cf.clone());
+        let mut f_int8 = || int8(&opts, &mut ci);
+        let mut f_dyn = || dynq(&dopts, &mut cf);
+        let mut f_f32 = || f32_gemm(black_box(&x), &wf, &mut cf2, m, k, n, threads);
+        let mut f_int8_1 = || int8(&one, &mut ci1);
+        let mut f_dyn_1 = || dynq(&done, &mut cf1);
         let t = if scaling {
             median_secs(&mut [&mut f_int8, &mut f_dyn, &mut f_f32, &mut f_int8_1, &mut f_dyn_1], min_ms)
         } else {

@@ -82,7 +82,19 @@ impl KernelId {
         false
     }
 
-    /// Looks a kernel up by [`short_name`](Self::short_name) or [`name`](Self::name).
+    /// Looks a kernel up by [`short_name`](Self::short_name) or [`name`](Self::name)
+    /// (case-insensitive, surrounding spaces ignored). It does not check that this CPU can run
+    /// it: see [`is_supported`](Self::is_supported).
+    ///
+    /// # Errors
+    /// [`KernelError::KernelUnavailable`] for an unknown name; the message lists the kernels
+    /// this CPU supports.
+    ///
+    /// ```
+    /// use ember_kernels::KernelId;
+    /// assert_eq!(KernelId::from_name("AVX2").unwrap(), KernelId::Avx2);
+    /// assert!(KernelId::from_name("sse9").is_err());
+    /// ```
     pub fn from_name(name: &str) -> Result<KernelId> {
         let wanted = name.trim().to_ascii_lowercase();
         Self::ALL

@@ -17,7 +17,7 @@ use crate::abuf::AlignedBuf;
 use crate::dispatch::KernelId;
 use crate::error::{KernelError, Result, check_len, mul};
 use crate::microkernel::{self, DirectI32, Job, Tile};
-use crate::pack::{KGroup, MAX_EXACT_K, PackedB};
+use crate::pack::{MAX_EXACT_K, PackedB};
 use crate::pool;
 use crate::quantize::{Granularity, QInt, QuantParams, params_u8};
 use std::cell::RefCell;
@@ -146,7 +146,7 @@ pub enum Epilogue<'a> {
     F32 {
         /// Weight scales.
         weight_scales: WeightScales<'a>,
-        /// Optional bias, `N` values.
+        /// Optional bias, `N` finite values.
         bias: Option<&'a [f32]>,
         /// `[M × N]` output.
         out: &'a mut [f32],
@@ -155,7 +155,7 @@ pub enum Epilogue<'a> {
     Requantize {
         /// Weight scales.
         weight_scales: WeightScales<'a>,
-        /// Optional bias, `N` values.
+        /// Optional bias, `N` finite values.
         bias: Option<&'a [f32]>,
         /// Output scale and zero point.
         output: QuantParams,
@@ -472,6 +472,17 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 // ------------------------------------------------------------------------------------------
 // Validation helpers.
 
+/// A bias must have one finite value per output column: a NaN would otherwise pass silently
+/// into every output row.
+fn check_bias(bias: Option<&[f32]>, n: usize) -> Result<()> {
+    let Some(bias) = bias else { return Ok(()) };
+    check_len("bias", bias.len(), n, || format!("N = {n}"))?;
+    match bias.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(KernelError::NonFinite { what: "bias", index, value: bias[index] }),
+        None => Ok(()),
+    }
+}
+
 fn check_scales(what: &'static str, s: &[f32]) -> Result<()> {
     // Branch-free scan first (it vectorises; this runs on every call), position only on error.
     let bad = s.iter().fold(false, |acc, v| acc | !(v.is_finite() & (*v > 0.0)));
@@ -532,10 +543,25 @@ fn resolve_weight_scales<'a>(ws: &WeightScales<'a>, b: &PackedB) -> Result<(Scal
 // ------------------------------------------------------------------------------------------
 // Entry points.
 
-/// `C = A·B` with a fused epilogue, on the kernel `b` was packed for.
+/// `C[M × N] = A[M × K] · B[K × N]` with a fused epilogue, on the kernel `b` was packed for.
+///
+/// The kernel accumulates `Σ_k A[m, k]·B[k, n]` in i32; the epilogue subtracts
+/// `z_a[m]·Σ_k B[k, n]` (exact for `K ≤` [`MAX_EXACT_K`]) and then, per [`Epilogue`], stores
+/// it, or scales it to f32 with `s_a[m]·s_b[n]` (summed over K groups for per-group scales) and
+/// adds the bias, or also requantizes it. All buffers are row-major; `out` has `M·N` elements.
+/// Threads: see [`GemmOptions`].
 ///
 /// # Errors
-/// Any shape, length or parameter problem (see [`KernelError`]); nothing is written then.
+/// Nothing is written when an error is returned.
+/// - [`KernelError::Shape`]: `a.k != b.k()`, or per-group scales on weights packed without
+///   groups;
+/// - [`KernelError::Length`]: `a.data`, per-row zero points or scales, weight scales, bias or
+///   `out` of the wrong length;
+/// - [`KernelError::InvalidZeroPoint`], [`KernelError::InvalidScale`]: activation, weight or
+///   output parameters out of range (scales must be finite and positive);
+/// - [`KernelError::NonFinite`]: a NaN or infinite bias;
+/// - [`KernelError::KTooLarge`]: i32 output with `K >` [`MAX_EXACT_K`];
+/// - [`KernelError::KernelUnavailable`]: `b` was packed for a kernel this CPU cannot run.
 ///
 /// ```
 /// use ember_kernels::{gemm, Activations, Epilogue, GemmOptions, PackOptions, PackedB};
@@ -767,8 +793,18 @@ pub struct DynamicOptions {
 /// packed int8 weights and dequantized in the epilogue. This is the entry point `ember-quant`
 /// uses for dynamic int8 `Linear` layers.
 ///
+/// Per row `m` (or once for all rows with [`Granularity::PerTensor`]): `s_a = (hi − lo)/255`
+/// and `z_a = round(−lo/s_a)` over `[lo, hi] = [min(x_m, 0), max(x_m, 0)]`; then
+/// `out[m, n] = s_a·s_b[n]·Σ_k (q[m, k] − z_a)·B[k, n] + bias[n]`. Each activation is off by at
+/// most `s_a/2`, so `|out − x·B_real| ≤ (s_a/2)·Σ_k |B_real[k, n]|`. `x` is `[M × K]`, `out`
+/// `[M × N]`, `bias` `[N]`, all row-major.
+///
 /// # Errors
-/// Shape and length mismatches, invalid weight scales, and NaN/±Inf in `x`.
+/// Nothing is written to `out` when an error is returned.
+/// - [`KernelError::Length`]: `x`, `out`, weight scales or bias of the wrong length;
+/// - [`KernelError::NonFinite`]: NaN/±Inf in `x` (with its flat index) or in the bias;
+/// - [`KernelError::InvalidScale`], [`KernelError::Shape`]: invalid or mismatched weight scales;
+/// - [`KernelError::KernelUnavailable`]: `b` was packed for a kernel this CPU cannot run.
 ///
 /// ```
 /// use ember_kernels::{dynamic_quantized_matmul, DynamicOptions, PackOptions, PackedB, WeightScales};
@@ -793,9 +829,7 @@ pub fn dynamic_quantized_matmul(
     check_len("out", out.len(), mul(m, n)?, || format!("M = {m}, N = {n}"))?;
     // Validate everything before quantizing, so errors leave `out` untouched.
     let _ = resolve_weight_scales(&weight_scales, b)?;
-    if let Some(bias) = bias {
-        check_len("bias", bias.len(), n, || format!("N = {n}"))?;
-    }
+    check_bias(bias, n)?;
     let kp = b.packed_k();
     let gopts = opts.gemm;
     let layout = a_layout(b, m);
@@ -805,6 +839,11 @@ pub fn dynamic_quantized_matmul(
         s.zp.resize(m, 0);
         s.scale.resize(m, 0.0);
         let groups = b.groups();
+        let threads = gopts.resolved_threads();
+        let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads } else { 1 };
+        let a = &mut s.a[..len];
+        // Every range, parameter and NaN/Inf check happens before the GEMM, so an error leaves
+        // `out` untouched.
         match opts.granularity {
             Granularity::PerTensor => {
                 let (mut lo, mut hi) = (0f32, 0f32);
@@ -816,25 +855,25 @@ pub fn dynamic_quantized_matmul(
                 let p = params_u8(lo, hi)?;
                 s.zp.fill(p.zero_point);
                 s.scale.fill(p.scale);
-                quantize_rows_into(x, k, kp, layout, groups, &mut s.a[..len], &s.zp, &s.scale, m, gopts, kernel, n)?;
+                fill_a(a, m, kp, layout, parts, &|r, row| {
+                    crate::quantize::quantize_groups_packed(&x[r * k..(r + 1) * k], groups, p, row);
+                    Ok(())
+                })?;
             }
             Granularity::PerRow => {
-                // Range, parameters and quantization per row, in parallel for large inputs; a
-                // non-finite value aborts before the GEMM, so `out` is never written then.
-                quantize_rows_per_row(
-                    x,
-                    k,
-                    kp,
-                    layout,
-                    groups,
-                    &mut s.a[..len],
-                    &mut s.zp,
-                    &mut s.scale,
-                    m,
-                    gopts,
-                    kernel,
-                    n,
-                )?;
+                // Range, parameters and quantization row by row (the row stays in L1 between
+                // the two passes), rows spread over the parts.
+                let (zp_ptr, sc_ptr) = (SendPtr(s.zp.as_mut_ptr()), SendPtr(s.scale.as_mut_ptr()));
+                fill_a(a, m, kp, layout, parts, &|r, row| {
+                    let (zp_ptr, sc_ptr) = (&zp_ptr, &sc_ptr);
+                    let p = crate::quantize::quantize_row_dynamic_packed(&x[r * k..(r + 1) * k], r * k, groups, row)?;
+                    // SAFETY: row r's parameters are written only by the part that owns row r.
+                    unsafe {
+                        *zp_ptr.0.add(r) = p.zero_point;
+                        *sc_ptr.0.add(r) = p.scale;
+                    }
+                    Ok(())
+                })?;
             }
         }
         let epi = Epilogue::F32 { weight_scales, bias, out };
@@ -848,73 +887,6 @@ pub fn dynamic_quantized_matmul(
             epi,
             gopts,
         )
-    })
-}
-
-/// Quantizes the rows of `x` with given per-row parameters into packed A, in parallel for
-/// large inputs.
-#[allow(clippy::too_many_arguments)]
-fn quantize_rows_into(
-    x: &[f32],
-    k: usize,
-    kp: usize,
-    layout: ALayout,
-    groups: &[KGroup],
-    a: &mut [u8],
-    zp: &[i32],
-    scale: &[f32],
-    m: usize,
-    opts: GemmOptions,
-    kernel: KernelId,
-    n: usize,
-) -> Result<()> {
-    let threads = opts.resolved_threads();
-    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads } else { 1 };
-    fill_a(a, m, kp, layout, parts, &|r, row| {
-        quantize_row_groups(&x[r * k..(r + 1) * k], groups, 1.0 / scale[r], zp[r], row);
-        Ok(())
-    })
-}
-
-/// Quantizes one row into its packed form (every group zero-padded).
-fn quantize_row_groups(xr: &[f32], groups: &[KGroup], inv: f32, zp: i32, row: &mut [u8]) {
-    for g in groups {
-        let dst = &mut row[g.p0..g.p0 + g.plen];
-        crate::quantize::quantize_u8_unchecked(&xr[g.k0..g.k0 + g.len], inv, zp, &mut dst[..g.len]);
-        dst[g.len..].fill(0);
-    }
-}
-
-/// Per-row dynamic quantization into packed A: each part scans, picks parameters and
-/// quantizes its own rows. Returns a non-finite input as an error (before any output is
-/// written).
-#[allow(clippy::too_many_arguments)]
-fn quantize_rows_per_row(
-    x: &[f32],
-    k: usize,
-    kp: usize,
-    layout: ALayout,
-    groups: &[KGroup],
-    a: &mut [u8],
-    zp: &mut [i32],
-    scale: &mut [f32],
-    m: usize,
-    opts: GemmOptions,
-    kernel: KernelId,
-    n: usize,
-) -> Result<()> {
-    let threads = opts.resolved_threads();
-    let parts = if threads > 1 && parallel_worth_it(kernel, m, kp, n) { threads } else { 1 };
-    let (zp_ptr, sc_ptr) = (SendPtr(zp.as_mut_ptr()), SendPtr(scale.as_mut_ptr()));
-    fill_a(a, m, kp, layout, parts, &|r, row| {
-        let (zp_ptr, sc_ptr) = (&zp_ptr, &sc_ptr);
-        let p = crate::quantize::quantize_row_dynamic_packed(&x[r * k..(r + 1) * k], r * k, groups, row)?;
-        // SAFETY: row r's parameters are written only by the part that owns row r.
-        unsafe {
-            *zp_ptr.0.add(r) = p.zero_point;
-            *sc_ptr.0.add(r) = p.scale;
-        }
-        Ok(())
     })
 }
 
@@ -1008,18 +980,14 @@ fn run_epilogue(
         }
         Epilogue::F32 { weight_scales, bias, out } => {
             let (scales, grouped) = resolve_weight_scales(&weight_scales, b)?;
-            if let Some(bias) = bias {
-                check_len("bias", bias.len(), n, || format!("N = {n}"))?;
-            }
+            check_bias(bias, n)?;
             base.out = OutPtr::F32(out.as_mut_ptr());
             base.bias = bias;
             run_f32(kernel, a, m, b, base, scales.get(), grouped, opts);
         }
         Epilogue::Requantize { weight_scales, bias, output, out } => {
             let (scales, grouped) = resolve_weight_scales(&weight_scales, b)?;
-            if let Some(bias) = bias {
-                check_len("bias", bias.len(), n, || format!("N = {n}"))?;
-            }
+            check_bias(bias, n)?;
             let (qmin, qmax) = match out {
                 QuantizedOutput::U8(_) => (0, 255),
                 QuantizedOutput::I8(_) => (-128, 127),

@@ -22,9 +22,14 @@ pub struct QuantParams {
 }
 
 impl QuantParams {
-    /// Checks that the scale is finite and positive and the zero point fits `[min, max]`.
+    /// Checks that the scale is finite and positive (with a finite reciprocal, which the
+    /// quantizers multiply by) and the zero point fits `[min, max]` (`[0, 255]` for u8,
+    /// `[−128, 127]` for i8).
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidScale`] or [`KernelError::InvalidZeroPoint`].
     pub fn validate(&self, min: i32, max: i32) -> Result<()> {
-        if !(self.scale.is_finite() && self.scale > 0.0) {
+        if !(self.scale.is_finite() && self.scale > 0.0 && (1.0 / self.scale).is_finite()) {
             return Err(KernelError::InvalidScale { what: "scale", index: 0, value: self.scale });
         }
         if self.zero_point < min || self.zero_point > max {
@@ -465,8 +470,7 @@ fn quant_dispatch<T: QInt>(x: &[f32], inv: f32, zp: i32, out: &mut [T]) {
 }
 
 /// Dynamic affine u8 quantization of one row straight into its packed form: range scan,
-/// [`params_u8`] and quantization of every K group (zero-padded to its packed length) in one
-/// call, so the per-row fixed cost (feature checks, calls, reductions) is paid once. This is
+/// [`params_u8`] and quantization of every K group (zero-padded to its packed length). This is
 /// the per-row step of [`crate::dynamic_quantized_matmul`]; bit-identical to
 /// [`quantize_row_u8`] on the same values.
 pub(crate) fn quantize_row_dynamic_packed(
@@ -475,51 +479,24 @@ pub(crate) fn quantize_row_dynamic_packed(
     groups: &[crate::pack::KGroup],
     row: &mut [u8],
 ) -> Result<QuantParams> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512dq") {
-        // SAFETY: the CPU supports the enabled features.
-        return unsafe { row_dynamic_avx512(xr, base_index, groups, row) };
-    }
     let (lo, hi) = scan("x", xr, base_index)?;
     let p = params_u8(lo, hi)?;
+    quantize_groups_packed(xr, groups, p, row);
+    Ok(p)
+}
+
+/// Quantizes a finite row with known parameters into its packed form: each K group at its
+/// packed offset, zero-padded to its packed length (crate-internal).
+pub(crate) fn quantize_groups_packed(xr: &[f32], groups: &[crate::pack::KGroup], p: QuantParams, row: &mut [u8]) {
     let inv = 1.0 / p.scale;
     for g in groups {
         let dst = &mut row[g.p0..g.p0 + g.plen];
         quant_dispatch(&xr[g.k0..g.k0 + g.len], inv, p.zero_point, &mut dst[..g.len]);
         dst[g.len..].fill(0);
     }
-    Ok(p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-fn row_dynamic_avx512(
-    xr: &[f32],
-    base_index: usize,
-    groups: &[crate::pack::KGroup],
-    row: &mut [u8],
-) -> Result<QuantParams> {
-    let (lo, hi, bad) = scan_avx512(xr);
-    if bad {
-        let i = xr.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(KernelError::NonFinite { what: "x", index: base_index + i, value: xr[i] });
-    }
-    let p = params_u8(lo, hi)?;
-    let inv = 1.0 / p.scale;
-    for g in groups {
-        let dst = &mut row[g.p0..g.p0 + g.plen];
-        quant_u8_avx512(&xr[g.k0..g.k0 + g.len], inv, p.zero_point, &mut dst[..g.len]);
-        dst[g.len..].fill(0);
-    }
-    Ok(p)
 }
 
 /// Range of a slice with the non-finite check (crate-internal fast path for the fused GEMM).
 pub(crate) fn scan_row(x: &[f32], base_index: usize) -> Result<(f32, f32)> {
     scan("x", x, base_index)
-}
-
-/// Quantizes a finite slice with precomputed `inv = 1/scale` (crate-internal).
-pub(crate) fn quantize_u8_unchecked(x: &[f32], inv: f32, zp: i32, out: &mut [u8]) {
-    quant_dispatch(x, inv, zp, out)
 }

@@ -367,6 +367,15 @@ fn bad_inputs_are_typed_errors() {
     let epi = Epilogue::F32 { weight_scales: WeightScales::PerTensor(1.0), bias: Some(&[0.0; 3]), out: &mut cf };
     let e = gemm(&Activations::u8(&a, 2, 3, 0), &b, epi, &opts).unwrap_err();
     assert!(matches!(e, KernelError::Length { what: "bias", .. }), "{e}");
+    // A NaN bias is rejected (it would otherwise reach every output row), with its index.
+    let epi = Epilogue::F32 {
+        weight_scales: WeightScales::PerTensor(1.0),
+        bias: Some(&[0.0, 1.0, f32::NAN, 0.0]),
+        out: &mut cf,
+    };
+    let e = gemm(&Activations::u8(&a, 2, 3, 0), &b, epi, &opts).unwrap_err();
+    assert!(matches!(e, KernelError::NonFinite { what: "bias", index: 2, .. }), "{e}");
+    assert!(e.to_string().contains("bias"), "{e}");
     // Per-group scales on weights packed without groups.
     let epi = Epilogue::F32 { weight_scales: WeightScales::PerGroup(&[1.0; 4]), bias: None, out: &mut cf };
     assert!(matches!(gemm(&Activations::u8(&a, 2, 3, 0), &b, epi, &opts), Err(KernelError::Shape(_))));
@@ -387,6 +396,17 @@ fn bad_inputs_are_typed_errors() {
         out: QuantizedOutput::U8(&mut q),
     };
     assert!(matches!(gemm(&Activations::u8(&a, 2, 3, 0), &b, epi, &opts), Err(KernelError::InvalidZeroPoint { .. })));
+    // An output scale whose reciprocal overflows.
+    let epi = Epilogue::Requantize {
+        weight_scales: WeightScales::PerTensor(1.0),
+        bias: None,
+        output: QuantParams { scale: 1e-45, zero_point: 0 },
+        out: QuantizedOutput::U8(&mut q),
+    };
+    assert!(matches!(gemm(&Activations::u8(&a, 2, 3, 0), &b, epi, &opts), Err(KernelError::InvalidScale { .. })));
+    // Messages say what was expected.
+    let e = gemm(&Activations::u8(&a[..5], 2, 3, 0), &b, Epilogue::I32 { out: &mut c }, &opts).unwrap_err();
+    assert_eq!(e.to_string(), "`a` has 5 elements, expected 6 (M = 2, K = 3)");
 }
 
 #[test]

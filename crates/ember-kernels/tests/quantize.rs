@@ -101,6 +101,8 @@ fn invalid_parameters_and_lengths_are_errors() {
     let mut q = [0u8; 2];
     let e = quantize(&[0.0, 1.0], QuantParams { scale: 0.0, zero_point: 0 }, &mut q).unwrap_err();
     assert!(matches!(e, KernelError::InvalidScale { .. }));
+    let e = quantize(&[0.0, 1.0], QuantParams { scale: 1e-45, zero_point: 0 }, &mut q).unwrap_err();
+    assert!(matches!(e, KernelError::InvalidScale { .. }), "1/scale overflows: {e}");
     let e = quantize(&[0.0, 1.0], QuantParams { scale: 1.0, zero_point: 300 }, &mut q).unwrap_err();
     assert!(matches!(e, KernelError::InvalidZeroPoint { .. }));
     let e = quantize(&[0.0], QuantParams { scale: 1.0, zero_point: 0 }, &mut q).unwrap_err();

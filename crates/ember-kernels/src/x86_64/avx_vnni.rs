@@ -22,26 +22,12 @@ unsafe fn rows(rows: usize, a: *const u8, lda: usize, panel: *const i8, k0: usiz
     unsafe { super::dispatch_rows!(rows, tile(a, lda, panel, k0, k1, out)) }
 }
 
-#[target_feature(enable = "avx2,avxvnni")]
-unsafe fn tile<const R: usize>(a: *const u8, lda: usize, panel: *const i8, k0: usize, k1: usize, out: *mut i32) {
-    // SAFETY: pointers stay within A rows (k1 ≤ lda) and the panel (k1 ≤ packed K).
-    unsafe {
-        let mut acc = [[_mm256_setzero_si256(); 2]; R];
-        let mut k = k0;
-        while k < k1 {
-            let bp = panel.add(k * NR);
-            let b0 = _mm256_load_si256(bp as *const __m256i);
-            let b1 = _mm256_load_si256(bp.add(32) as *const __m256i);
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_epi32((a.add(i * lda + k) as *const i32).read_unaligned());
-                acc[0] = _mm256_dpbusd_avx_epi32(acc[0], av, b0);
-                acc[1] = _mm256_dpbusd_avx_epi32(acc[1], av, b1);
-            }
-            k += 4;
-        }
-        for (i, acc) in acc.iter().enumerate() {
-            _mm256_store_si256(out.add(i * NR) as *mut __m256i, acc[0]);
-            _mm256_store_si256(out.add(i * NR + 8) as *mut __m256i, acc[1]);
-        }
-    }
-}
+super::ymm_tile_16!(
+    /// Quads of u8 A × quads of i8 B with `vpdpbusd` (wrapping).
+    tile,
+    "avx2,avxvnni",
+    u8,
+    i8,
+    4,
+    |acc, a, b| _mm256_dpbusd_avx_epi32(acc, a, b)
+);

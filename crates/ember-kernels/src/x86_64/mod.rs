@@ -35,6 +35,43 @@ macro_rules! dispatch_rows {
 }
 pub(crate) use dispatch_rows;
 
+/// Defines `unsafe fn $name<const R: usize>(a, lda, panel, k0, k1, out)`: an `R × 16` tile of
+/// ymm i32 accumulators over a 16-column panel, for the 256-bit kernels. Each K step of `$step`
+/// elements broadcasts 4 bytes of an A row (A elements of type `$a`, row stride `lda`
+/// elements), loads two 32-byte B vectors (columns 0-7 and 8-15; B elements of type `$b`,
+/// `16·$step` per step) and folds them in with `$dot(acc, a_broadcast, b) -> acc`.
+macro_rules! ymm_tile_16 {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $a:ty, $b:ty, $step:expr, $dot:expr) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const R: usize>(a: *const u8, lda: usize, panel: *const $b, k0: usize, k1: usize, out: *mut i32) {
+            // SAFETY: pointers stay within A rows (k1 ≤ lda) and the panel (k1 ≤ packed K);
+            // panels are 64-byte aligned and each step is a multiple of 32 bytes.
+            unsafe {
+                let a = a as *const $a;
+                let mut acc = [[_mm256_setzero_si256(); 2]; R];
+                let mut k = k0;
+                while k < k1 {
+                    let bp = panel.add(k * 16) as *const u8;
+                    let b0 = _mm256_load_si256(bp as *const __m256i);
+                    let b1 = _mm256_load_si256(bp.add(32) as *const __m256i);
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm256_set1_epi32((a.add(i * lda + k) as *const i32).read_unaligned());
+                        acc[0] = $dot(acc[0], av, b0);
+                        acc[1] = $dot(acc[1], av, b1);
+                    }
+                    k += $step;
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    _mm256_store_si256(out.add(i * 16) as *mut __m256i, acc[0]);
+                    _mm256_store_si256(out.add(i * 16 + 8) as *mut __m256i, acc[1]);
+                }
+            }
+        }
+    };
+}
+pub(crate) use ymm_tile_16;
+
 /// A register-tile routine: `rows ≤ MR` rows of A at `a` (row stride `lda`) times one packed
 /// panel over packed K bytes `k0..k1`, written as `rows × nr` i32 at `out` (row stride `nr`).
 pub(crate) type TileFn<P> =
