@@ -9,6 +9,7 @@
 //! | feature | module | crate |
 //! |---|---|---|
 //! | `kernels` (default) | [`kernels`] | `ember-kernels`: int8 GEMM (u8·i8 → i32) with runtime CPU dispatch |
+//! | `quant` (default) | [`quant`] | `ember-quant`: int8 quantization of Burn models (dynamic / static int8 `Linear`, observers, QAT, SmoothQuant) |
 //!
 //! ```
 //! # #[cfg(feature = "kernels")] {
@@ -19,3 +20,6 @@
 
 #[cfg(feature = "kernels")]
 pub use ember_kernels as kernels;
+
+#[cfg(feature = "quant")]
+pub use ember_quant as quant;

@@ -1,0 +1,154 @@
+//! `burn::nn::Linear` (f32, Flex device) against Ember's int8 `Linear` (dynamic mode) on the
+//! same device and input, plus the raw `ember-kernels` call for the same shape, so the cost of
+//! the Burn integration is visible.
+//!
+//! ```text
+//! cargo run --release -p ember-quant --example linear_table -- [--json] [--threads N] [--min-ms MS] [--device flex|ndarray]
+//! ```
+//!
+//! Each configuration alternates the three measurements round-robin in batches of about 3 ms (the
+//! machines are noisy) and reports the median time per call.
+
+use burn::tensor::{Device, Distribution, Tensor};
+use ember_kernels::{DynamicOptions, GemmOptions, PackOptions, PackedB, WeightScales, dynamic_quantized_matmul};
+use ember_quant::{LayerQuantization, Linear, set_int8_threads};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+struct Args {
+    json: bool,
+    threads: usize,
+    min_ms: u64,
+    device: String,
+}
+
+fn parse() -> Args {
+    let mut a = Args { json: false, threads: 1, min_ms: 600, device: "flex".into() };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--json" => a.json = true,
+            "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
+            "--min-ms" => a.min_ms = it.next().and_then(|v| v.parse().ok()).expect("--min-ms MS"),
+            "--device" => a.device = it.next().expect("--device flex|ndarray"),
+            "-h" | "--help" => {
+                println!("linear_table [--json] [--threads N] [--min-ms MS] [--device flex|ndarray]");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    a
+}
+
+/// Seconds per call of `f` over one batch of about 3 ms (the batch size adapts to `f`).
+fn batch(f: &mut dyn FnMut(), calls: &mut usize) -> f64 {
+    loop {
+        let t = Instant::now();
+        for _ in 0..*calls {
+            f();
+        }
+        let dt = t.elapsed().as_secs_f64();
+        if dt >= 0.003 || *calls >= 1 << 20 {
+            return dt / *calls as f64;
+        }
+        *calls *= 2;
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args = parse();
+    rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().expect("rayon pool");
+    set_int8_threads(args.threads);
+    #[allow(deprecated)]
+    let device = match args.device.as_str() {
+        "flex" => Device::flex(),
+        "ndarray" => Device::ndarray(),
+        other => panic!("unknown device {other}"),
+    };
+    let kernel = ember_kernels::KernelId::selected();
+    if !args.json {
+        println!(
+            "burn::nn::Linear f32 vs ember_quant::Linear int8 (dynamic, per-row u8 activations, per-channel i8 weights)"
+        );
+        println!(
+            "device {}, {} thread(s), int8 kernel {}, median per call\n",
+            args.device,
+            args.threads,
+            kernel.name()
+        );
+        println!(
+            "| rows | d_in | d_out | f32 µs | int8 µs | speedup | raw kernel µs | Burn overhead µs | GOP/s int8 |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    for (d_in, d_out) in [(384usize, 1536usize), (1536, 384), (768, 3072)] {
+        device.seed(1);
+        let float = burn::nn::LinearConfig::new(d_in, d_out).init(&device);
+        let int8 = Linear::from(float.clone()).quantize(&LayerQuantization::default()).expect("quantize");
+        // Raw kernel inputs: the same int8 weights and scales, on the host.
+        let values: Vec<i8> = int8.quant.values.val().into_data().convert::<i8>().try_into_vec().unwrap();
+        let scales: Vec<f32> = int8.quant.scales.val().into_data().try_into_vec().unwrap();
+        let bias: Vec<f32> = float.bias.as_ref().unwrap().val().into_data().try_into_vec().unwrap();
+        let packed = PackedB::pack(&values, d_in, d_out, PackOptions::default()).unwrap();
+        for rows in [1usize, 32, 128] {
+            let x = Tensor::<2>::random([rows, d_in], Distribution::Normal(0.0, 1.0), &device);
+            let xh: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
+            let mut out = vec![0f32; rows * d_out];
+            let opts = DynamicOptions { gemm: GemmOptions::with_threads(args.threads), ..Default::default() };
+            // Warm up (packing happens at first use).
+            black_box(int8.forward(x.clone()));
+            black_box(float.forward(x.clone()));
+            // Round-robin in ~3 ms batches, so that all three see the same machine state.
+            let (mut f32_t, mut int8_t, mut raw_t) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut nf, mut nq, mut nr) = (1usize, 1usize, 1usize);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(args.min_ms) || f32_t.len() < 7 {
+                f32_t.push(batch(&mut || drop(black_box(float.forward(x.clone()))), &mut nf));
+                int8_t.push(batch(&mut || drop(black_box(int8.forward(x.clone()))), &mut nq));
+                raw_t.push(batch(
+                    &mut || {
+                        dynamic_quantized_matmul(
+                            &xh,
+                            rows,
+                            &packed,
+                            WeightScales::PerChannel(&scales),
+                            Some(&bias),
+                            &mut out,
+                            &opts,
+                        )
+                        .unwrap();
+                        black_box(&out);
+                    },
+                    &mut nr,
+                ));
+            }
+            let (f, q, r) = (median(f32_t) * 1e6, median(int8_t) * 1e6, median(raw_t) * 1e6);
+            let gops = 2.0 * (rows * d_in * d_out) as f64 / (q * 1e-6) / 1e9;
+            if args.json {
+                println!(
+                    "{{\"rows\":{rows},\"d_in\":{d_in},\"d_out\":{d_out},\"threads\":{},\"f32_us\":{f:.2},\"int8_us\":{q:.2},\"speedup\":{:.2},\"kernel_us\":{r:.2},\"overhead_us\":{:.2},\"kernel\":\"{}\",\"device\":\"{}\"}}",
+                    args.threads,
+                    f / q,
+                    q - r,
+                    kernel.name(),
+                    args.device
+                );
+            } else {
+                println!(
+                    "| {rows} | {d_in} | {d_out} | {f:.1} | {q:.1} | {:.2}× | {r:.1} | {:.1} | {gops:.0} |",
+                    f / q,
+                    q - r
+                );
+            }
+        }
+    }
+}

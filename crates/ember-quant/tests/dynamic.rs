@@ -1,0 +1,98 @@
+//! Dynamic int8 on a small MLP and a small transformer, on every CPU device.
+
+mod common;
+use burn::module::Module;
+use common::*;
+use ember_quant::{
+    ActivationGranularity, Int8Route, QuantDtype, QuantizeConfig, Quantizer, WeightGranularity, compare, int8_route,
+};
+
+#[test]
+fn mlp_dynamic_int8_cosine_at_least_0_999_on_every_device() {
+    for (name, device) in devices() {
+        let model = Mlp::new(&device);
+        let x = input(1, [32, 48], &device);
+        let reference = model.forward(x.clone());
+        for weight in [
+            WeightGranularity::PerChannel,
+            WeightGranularity::PerTensor,
+            WeightGranularity::PerGroup { group_size: 16 },
+        ] {
+            let (int8, report) = Quantizer::new(QuantizeConfig::new().with_weight(weight)).quantize(&model).unwrap();
+            assert_eq!(report.layers.len(), 3);
+            assert!(int8.fc1.is_quantized() && int8.fc3.is_quantized());
+            let before = kernel_calls();
+            let got = int8.forward(x.clone());
+            if int8_route(&device) == Int8Route::Kernels {
+                assert!(kernel_calls() > before, "{name}: the int8 kernels did not run");
+            }
+            let e = compare(reference.clone(), got).unwrap();
+            assert!(e.cosine >= 0.999, "{name} {weight:?}: cosine {}", e.cosine);
+            assert!(e.max_abs.is_finite());
+        }
+    }
+}
+
+#[test]
+fn transformer_dynamic_int8_with_int8_embedding_and_tied_head() {
+    for (name, device) in devices() {
+        let model = TinyLm::new(&device);
+        let ids = ids(3, 2, 12, &device);
+        let reference = model.forward(ids.clone());
+        for (dtype, gran) in [
+            (QuantDtype::U8Affine, ActivationGranularity::PerRow),
+            (QuantDtype::U8Affine, ActivationGranularity::PerTensor),
+            (QuantDtype::I8Symmetric, ActivationGranularity::PerRow),
+        ] {
+            let cfg = QuantizeConfig::new().with_activation_dtype(dtype).with_activation_granularity(gran);
+            let (int8, report) = Quantizer::new(cfg).quantize(&model).unwrap();
+            assert!(int8.emb.is_quantized(), "embedding converted");
+            assert_eq!(report.layers.len(), 7, "6 linears and the embedding");
+            let e = compare(reference.clone(), int8.forward(ids.clone())).unwrap();
+            assert!(e.cosine >= 0.999, "{name} {dtype:?} {gran:?}: cosine {}", e.cosine);
+        }
+    }
+}
+
+#[test]
+fn exclude_patterns_keep_layers_float() {
+    let device = burn::tensor::Device::flex();
+    let model = TinyLm::new(&device);
+    let cfg = QuantizeConfig::new().with_exclude(vec!["fc*".into(), "emb".into()]);
+    let (int8, report) = Quantizer::new(cfg).quantize(&model).unwrap();
+    assert!(!int8.fc1.is_quantized() && !int8.fc2.is_quantized() && !int8.emb.is_quantized());
+    assert!(int8.query.is_quantized() && int8.output.is_quantized());
+    assert_eq!(report.layers.len(), 4);
+    let group = burn::module::ParamGroup::from_path("query.weight");
+    let (only_q, _) = Quantizer::new(QuantizeConfig::new()).with_group(group).quantize(&model).unwrap();
+    assert!(only_q.query.is_quantized() && !only_q.key.is_quantized());
+}
+
+#[test]
+fn fallback_route_matches_kernel_route() {
+    // The autodiff device takes the float fallback: same quantized math with Burn ops.
+    let device = burn::tensor::Device::flex();
+    let model = Mlp::new(&device);
+    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap();
+    let x = input(5, [16, 48], &device);
+    let kernel = int8.forward(x.clone());
+    let ad = device.clone().autodiff();
+    assert_eq!(int8_route(&ad), Int8Route::FloatFallback);
+    let fallback = int8.clone().fork(&ad).forward(x.to_device(&ad)).inner();
+    let e = compare(kernel, fallback).unwrap();
+    assert!(e.cosine >= 0.99999, "cosine {}", e.cosine);
+}
+
+#[test]
+fn rank_3_and_rank_1_inputs() {
+    let device = burn::tensor::Device::flex();
+    let model = Mlp::new(&device);
+    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap();
+    let x3 = input(9, [2, 5, 48], &device);
+    let y3 = int8.fc1.forward(x3.clone());
+    assert_eq!(y3.dims(), [2, 5, 96]);
+    let y2 = int8.fc1.forward(x3.reshape([10, 48]));
+    assert_eq!(to_vec(y3), to_vec(y2));
+    let x1 = input(9, [48], &device);
+    assert_eq!(int8.fc1.forward(x1).dims(), [96]);
+}

@@ -1,0 +1,95 @@
+//! Saving an int8 model and loading it into a model built from its config (a fresh process
+//! needs only the config and the file), sizes, and malformed files.
+
+mod common;
+use common::*;
+use ember_quant::{QuantError, QuantizeConfig, Quantizer, load_quantized, save_quantized};
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ember-quant-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn save_load_identical_outputs_and_about_a_quarter_of_the_size() {
+    for (name, device) in devices() {
+        let model = TinyLm::new(&device);
+        let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap();
+        let f32_path = tmp(&format!("f32-{name}.safetensors"));
+        let int8_path = tmp(&format!("int8-{name}.safetensors"));
+        let f32_bytes = save_quantized(&model, &f32_path).unwrap();
+        let int8_bytes = save_quantized(&int8, &int8_path).unwrap();
+        let ratio = int8_bytes as f64 / f32_bytes as f64;
+        assert!(ratio <= 0.27, "{name}: int8 file is {ratio:.3}× the f32 file ({int8_bytes} / {f32_bytes})");
+        assert_eq!(std::fs::metadata(&int8_path).unwrap().len(), int8_bytes);
+
+        // A model built from the config with other random weights: the file replaces them.
+        device.seed(999);
+        let skeleton = TinyLm::new(&device);
+        let loaded = load_quantized(skeleton, &int8_path).unwrap();
+        assert!(loaded.fc1.is_quantized() && loaded.emb.is_quantized());
+        let x = ids(4, 2, 9, &device);
+        assert_eq!(to_vec(int8.forward(x.clone())), to_vec(loaded.forward(x)), "{name}: outputs differ after load");
+    }
+}
+
+#[test]
+fn malformed_files_are_typed_errors() {
+    let device = burn::tensor::Device::flex();
+    let model = Mlp::new(&device);
+    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap();
+    let path = tmp("mlp.safetensors");
+    save_quantized(&int8, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    // Truncated.
+    let e = ember_quant::io::load_quantized_bytes(Mlp::new(&device), &bytes[..bytes.len() - 100]).unwrap_err();
+    assert!(matches!(e, QuantError::File { .. }) && e.to_string().contains("not a valid safetensors"), "{e}");
+    // Garbage header length.
+    let mut bad = bytes.clone();
+    bad[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let e = ember_quant::io::load_quantized_bytes(Mlp::new(&device), &bad).unwrap_err();
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    // A model with different layers: missing and extra tensors are named.
+    let e = load_quantized(TinyLm::new(&device), &path).unwrap_err();
+    assert!(e.to_string().contains("fc3"), "{e}");
+    // A plain safetensors file from elsewhere.
+    let other = tmp("foreign.safetensors");
+    let data = vec![0u8; 16];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data).unwrap();
+    safetensors::serialize_to_file(vec![("w", view)], None, &other).unwrap();
+    let e = load_quantized(Mlp::new(&device), &other).unwrap_err();
+    assert!(e.to_string().contains("no `format` metadata"), "{e}");
+    // Missing file.
+    let e = load_quantized(Mlp::new(&device), tmp("nope.safetensors")).unwrap_err();
+    assert!(matches!(e, QuantError::Io { .. }), "{e}");
+}
+
+#[test]
+fn a_spec_from_another_version_is_refused() {
+    let device = burn::tensor::Device::flex();
+    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&Mlp::new(&device)).unwrap();
+    let path = tmp("mlp-v.safetensors");
+    save_quantized(&int8, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    for t in &mut tensors {
+        if t.0 == "fc2.quant.spec" {
+            t.3[4..8].copy_from_slice(&7i32.to_le_bytes()); // version 7
+        }
+    }
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "ember-quant".to_string()),
+        ("version".to_string(), "1".to_string()),
+    ]);
+    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    let e = ember_quant::io::load_quantized_bytes(Mlp::new(&device), &out).unwrap_err();
+    assert!(e.to_string().contains("version 7"), "{e}");
+}
