@@ -39,6 +39,12 @@ pub struct QuantizeConfig {
     /// to the same patterns.
     #[config(default = true)]
     pub embeddings: bool,
+    /// How weight clipping ranges are chosen: `None` (default) uses max |w| per channel (or per
+    /// tensor / group), which never clips; an observer (for example
+    /// [`ObserverConfig::Mse`](crate::ObserverConfig)) may clip outlier weights to lower the
+    /// overall error. Per-tensor and per-channel granularity only.
+    #[config(default = "None")]
+    pub weight_observer: Option<crate::observer::ObserverConfig>,
 }
 
 /// Whether `path` matches `pattern` (see [`QuantizeConfig::include`]).
@@ -214,8 +220,15 @@ impl Quantizer {
             if !smooth.is_empty() {
                 crate::scheme::apply_smoothing(&mut ws, k, n, &smooth, &format!("smoothing factors of `{path}`"))?;
             }
-            let fixed =
-                qat_scales.0.get(path).filter(|s| s.len() == n && self.config.weight == WeightGranularity::PerChannel);
+            let observed = match (&self.config.weight_observer, qat_scales.0.contains_key(path)) {
+                (Some(obs), false) => Some(observed_weight_scales(obs, &ws, n, self.config.weight, path)?),
+                _ => None,
+            };
+            let fixed = qat_scales
+                .0
+                .get(path)
+                .filter(|s| s.len() == n && self.config.weight == WeightGranularity::PerChannel)
+                .or(observed.as_ref());
             let (values, scales) =
                 quantize_weight_with_scales(&ws, k, n, self.config.weight, fixed.map(|v| v.as_slice()))?;
             let spec = LinearQuantSpec {
@@ -295,6 +308,34 @@ impl Quantizer {
         let mut mapper = Swapper { path: Vec::new(), plans, current: None };
         let model = model.map(&mut mapper);
         Ok((model, report))
+    }
+}
+
+/// Symmetric weight scales from an observer's clipping range, per channel or per tensor.
+fn observed_weight_scales(
+    obs: &crate::observer::ObserverConfig,
+    w: &[f32],
+    n: usize,
+    granularity: WeightGranularity,
+    path: &str,
+) -> Result<Vec<f32>> {
+    let scale = |(lo, hi): (f32, f32)| QuantDtype::I8Symmetric.params(lo, hi).map(|p| p.scale);
+    match granularity {
+        WeightGranularity::PerTensor => {
+            let mut o = obs.build()?;
+            o.observe(w)?;
+            Ok(vec![scale(o.range(QuantDtype::I8Symmetric)?)?])
+        }
+        WeightGranularity::PerChannel => {
+            let proto = obs.build()?;
+            let mut pc = crate::observer::PerChannel::new(proto.as_ref(), n);
+            pc.observe_rows(w, n)?;
+            pc.ranges(QuantDtype::I8Symmetric)?.into_iter().map(scale).collect()
+        }
+        WeightGranularity::PerGroup { .. } => Err(QuantError::UnsupportedScheme(format!(
+            "a weight observer with per-group scales (layer `{path}`): groups use max |w|; use per-channel or \
+             per-tensor scales with an observer"
+        ))),
     }
 }
 

@@ -96,3 +96,40 @@ fn rank_3_and_rank_1_inputs() {
     let x1 = input(9, [48], &device);
     assert_eq!(int8.fc1.forward(x1).dims(), [96]);
 }
+
+#[test]
+fn an_mse_weight_observer_beats_max_scaling_on_heavy_tailed_weights() {
+    use burn::tensor::{Tensor, TensorData};
+    let device = burn::tensor::Device::flex();
+    let (k, n) = (256, 64);
+    let mut layer = ember_quant::LinearConfig::new(k, n).init(&device);
+    // Heavy-tailed weights (a Laplacian scaled by a second exponential, as trained weights with
+    // rare large entries): clipping the rare large ones lowers the total error.
+    let w: Vec<f32> = lcg(77, k * n)
+        .iter()
+        .zip(lcg(78, k * n))
+        .zip(lcg(79, k * n))
+        .map(|((s, u), v)| {
+            let e = |x: f32| -(((x + 1.0) * 0.5).max(1e-7)).ln();
+            s.signum() * e(u) * e(v) * 0.01
+        })
+        .collect();
+    layer.weight = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w, [k, n]), &device));
+    let weight_mse = |obs: Option<ember_quant::ObserverConfig>| {
+        let cfg = QuantizeConfig::new().with_weight(WeightGranularity::PerTensor).with_weight_observer(obs);
+        let (_, report) = Quantizer::new(cfg).quantize(&layer).unwrap();
+        report.layers[0].weight_error.mse
+    };
+    let max_scaled = weight_mse(None);
+    let mse = weight_mse(Some(ember_quant::ObserverConfig::mse()));
+    // Measured 0.92×: at 8 bits clipping gains are modest, but without the observer the two are equal.
+    assert!(mse < 0.97 * max_scaled, "MSE observer {mse:e} vs max |w| {max_scaled:e}");
+    let e = Quantizer::new(
+        QuantizeConfig::new()
+            .with_weight(WeightGranularity::PerGroup { group_size: 16 })
+            .with_weight_observer(Some(ember_quant::ObserverConfig::mse())),
+    )
+    .quantize(&layer)
+    .unwrap_err();
+    assert!(e.to_string().contains("per-group"), "{e}");
+}
