@@ -9,6 +9,7 @@
 //! | feature | module | crate |
 //! |---|---|---|
 //! | `kernels` (default) | [`kernels`] | `ember-kernels`: int8 GEMM (u8·i8 → i32) with runtime CPU dispatch |
+//! | `layers` (default) | [`layers`] | `ember-layers`: factorized embeddings, cross-layer sharing, prunable attention / FFN, parameter accounting |
 //! | `quant` (default) | [`quant`] | `ember-quant`: int8 quantization of Burn models (dynamic / static int8 `Linear`, observers, QAT, SmoothQuant) |
 //!
 //! ```
@@ -23,3 +24,6 @@ pub use ember_kernels as kernels;
 
 #[cfg(feature = "quant")]
 pub use ember_quant as quant;
+
+#[cfg(feature = "layers")]
+pub use ember_layers as layers;

@@ -1,0 +1,241 @@
+//! ember-layers: published counts, sharing gradients, hand-worked outputs, typed errors; on
+//! flex and ndarray.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use ember_layers::*;
+use std::collections::HashMap;
+
+fn devices() -> Vec<Device> {
+    #[allow(deprecated)]
+    let nd = Device::ndarray();
+    vec![Device::flex(), nd]
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())))
+}
+
+#[test]
+fn published_parameter_counts_within_5_percent() {
+    let cases: [(TransformerSpec, f64); 5] = [
+        (TransformerSpec::bert_base(), 110e6),
+        (TransformerSpec::albert_base(), 12e6),
+        (TransformerSpec::albert_large(), 18e6),
+        (TransformerSpec::albert_xlarge(), 60e6),
+        (TransformerSpec::tiny_bert_4(), 14.5e6),
+    ];
+    for (spec, published) in cases {
+        let n = spec.count().unwrap().total() as f64;
+        let err = (n - published).abs() / published;
+        println!("{}: {n} vs published {published} ({:.1} %)", spec.name, err * 100.0);
+        assert!(err <= 0.05, "{}: {n} is {:.1} % from {published}", spec.name, err * 100.0);
+    }
+    let bert = TransformerSpec::bert_base().count().unwrap().total();
+    assert!((108_000_000..=110_000_000).contains(&bert), "BERT-base {bert}");
+    assert_eq!(bert, 109_482_240, "BERT-base with pooler, as Hugging Face's BertModel");
+    assert_eq!(TransformerSpec::albert_base().count().unwrap().total(), 11_683_584);
+    let mobile = MobileBertSpec::mobilebert().count().total() as f64;
+    assert!((mobile - 25.3e6).abs() / 25.3e6 <= 0.05, "MobileBERT {mobile}");
+    assert_eq!(mobile as usize, 24_581_888);
+    // ALBERT-xxlarge: the faithful config gives 222.6M against the paper's 235M (see params docs).
+    let xx = TransformerSpec::albert_xxlarge().count().unwrap();
+    println!("ALBERT-xxlarge: {} ({xx:?}) vs published 235M", xx.total());
+    assert_eq!(xx.total(), 222_595_584);
+}
+
+#[test]
+fn allocated_modules_match_the_accounting() {
+    let device = Device::flex();
+    let emb_cfg = FactorizedEmbeddingConfig::new(50, 8, 16).with_max_positions(20);
+    let emb = emb_cfg.init(&device).unwrap();
+    assert_eq!(emb.num_params(), emb_cfg.num_params());
+    for sharing in [SharingMode::None, SharingMode::All, SharingMode::Attention, SharingMode::FeedForward] {
+        let groups = if sharing == SharingMode::None { 1 } else { 2 };
+        let cfg = EncoderConfig::new(16, 4, 24, 4).with_sharing(sharing).with_n_groups(groups);
+        let enc = cfg.init(&device).unwrap();
+        let (a, f, n) = cfg.num_params().unwrap();
+        assert_eq!(enc.num_params(), a + f + n, "{sharing:?}");
+    }
+    // Free head width: 3 heads of 5 on a width of 16.
+    let att = AttentionConfig::new(16, 3).with_head_dim(Some(5));
+    assert_eq!(att.init(&device).unwrap().num_params(), att.num_params().unwrap());
+}
+
+/// Copies every float parameter value of `from` into `to` by path, keeping `to`'s own ids.
+fn copy_values<M: Module>(from: &M, to: M) -> M {
+    #[derive(Default)]
+    struct Get(Vec<String>, HashMap<String, TensorData>);
+    impl ModuleVisitor for Get {
+        fn enter_module(&mut self, n: &str, _: &str) {
+            self.0.push(n.into());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.1.insert(self.0.join("."), p.val().into_data());
+        }
+    }
+    struct Set(Vec<String>, HashMap<String, TensorData>);
+    impl ModuleMapper for Set {
+        fn enter_module(&mut self, n: &str, _: &str) {
+            self.0.push(n.into());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let data = self.1[&self.0.join(".")].clone();
+            Param::initialized(p.id, Tensor::from_data(data, &p.device()).require_grad())
+        }
+    }
+    let mut g = Get::default();
+    from.visit(&mut g);
+    to.map(&mut Set(vec![], g.1))
+}
+
+#[test]
+fn a_shared_layer_gets_the_sum_of_the_gradients_of_its_unshared_copies() {
+    for device in devices() {
+        let ad = device.autodiff();
+        let n = 3;
+        let shared = EncoderConfig::new(8, 2, 12, n).with_sharing(SharingMode::All).init(&ad).unwrap();
+        let mut unshared = EncoderConfig::new(8, 2, 12, n).init(&ad).unwrap();
+        for i in 0..n {
+            unshared.attention[i] = copy_values(&shared.attention[0], unshared.attention[i].clone());
+            unshared.feed_forward[i] = copy_values(&shared.feed_forward[0], unshared.feed_forward[i].clone());
+            unshared.attention_norm[i] = copy_values(&shared.attention_norm[0], unshared.attention_norm[i].clone());
+            unshared.feed_forward_norm[i] =
+                copy_values(&shared.feed_forward_norm[0], unshared.feed_forward_norm[i].clone());
+        }
+        let x = Tensor::<3>::from_data(
+            TensorData::new((0..2 * 5 * 8).map(|i| ((i * 37 % 17) as f32 - 8.0) * 0.1).collect::<Vec<_>>(), [2, 5, 8]),
+            &ad,
+        );
+        let ys = shared.forward(x.clone(), None, false).hidden;
+        let yu = unshared.forward(x, None, false).hidden;
+        assert!(close(&to_vec(ys.clone().inner()), &to_vec(yu.clone().inner()), 1e-5), "same function");
+        let gs = ys.powf_scalar(2.0).sum().backward();
+        let gu = yu.powf_scalar(2.0).sum().backward();
+        let check = |s: &Param<Tensor<2>>, u: Vec<&Param<Tensor<2>>>, name: &str| {
+            let want = to_vec(s.val().grad(&gs).unwrap());
+            let mut sum = vec![0f32; want.len()];
+            for p in u {
+                for (a, b) in sum.iter_mut().zip(to_vec(p.val().grad(&gu).unwrap())) {
+                    *a += b;
+                }
+            }
+            assert!(close(&want, &sum, 1e-5), "{name}: shared gradient != sum of copies");
+        };
+        check(&shared.attention[0].query.weight, unshared.attention.iter().map(|a| &a.query.weight).collect(), "query");
+        check(
+            &shared.attention[0].output.weight,
+            unshared.attention.iter().map(|a| &a.output.weight).collect(),
+            "output",
+        );
+        check(
+            &shared.feed_forward[0].inner.weight,
+            unshared.feed_forward.iter().map(|f| &f.inner.weight).collect(),
+            "ffn inner",
+        );
+    }
+}
+
+#[test]
+fn factorized_embedding_with_identity_projection_equals_a_plain_embedding() {
+    for device in devices() {
+        let emb = FactorizedEmbeddingConfig::new(30, 6, 6).init(&device).unwrap();
+        let mut plain = emb.clone();
+        plain.projection = None;
+        let mut ident = emb.clone();
+        let p = ident.projection.as_mut().unwrap();
+        let eye: Vec<f32> = (0..36).map(|i| if i % 7 == 0 { 1.0 } else { 0.0 }).collect();
+        p.weight = Param::from_tensor(Tensor::from_data(TensorData::new(eye, [6, 6]), &device));
+        p.bias = Some(Param::from_tensor(Tensor::zeros([6], &device)));
+        let ids = Tensor::<2, Int>::from_ints([[1, 29, 4], [0, 7, 7]], &device);
+        let a = to_vec(ident.forward(ids.clone(), None).unwrap());
+        let b = to_vec(plain.forward(ids.clone(), None).unwrap());
+        assert!(close(&a, &b, 1e-6));
+        // The plain path is word + position + type(0), then LayerNorm (γ = 1, β = 0 at init).
+        let w = to_vec(emb.word.weight.val());
+        let pos = to_vec(emb.position.weight.val());
+        let tt = to_vec(emb.token_type.as_ref().unwrap().weight.val());
+        let raw: Vec<f32> = (0..6).map(|j| w[29 * 6 + j] + pos[6 + j] + tt[j]).collect();
+        let mean = raw.iter().sum::<f32>() / 6.0;
+        let var = raw.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 6.0;
+        let want: Vec<f32> = raw.iter().map(|v| (v - mean) / (var + 1e-12).sqrt()).collect();
+        assert!(close(&b[6..12], &want, 1e-4), "{:?} vs {want:?}", &b[6..12]);
+    }
+}
+
+#[test]
+fn attention_matches_a_hand_worked_case_and_masks_padding() {
+    for device in devices() {
+        let mut att = AttentionConfig::new(2, 1).init(&device).unwrap();
+        let eye = || Param::from_tensor(Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device));
+        let zero = || Some(Param::from_tensor(Tensor::<1>::zeros([2], &device)));
+        for l in [&mut att.query, &mut att.key, &mut att.value, &mut att.output] {
+            l.weight = eye();
+            l.bias = zero();
+        }
+        let x = Tensor::<3>::from_floats([[[1.0, 0.0], [0.0, 1.0]]], &device);
+        let o = att.forward(x.clone(), None);
+        // scores = x·xᵀ/√2 → row 0 = softmax([1/√2, 0]).
+        let p0 = 1.0 / (1.0 + (-(0.5f32).sqrt()).exp());
+        assert!(close(&to_vec(o.probs.clone()), &[p0, 1.0 - p0, 1.0 - p0, p0], 1e-5));
+        assert!(close(&to_vec(o.context), &[p0, 1.0 - p0, 1.0 - p0, p0], 1e-5));
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(vec![false, true], [1, 2]), &device);
+        let m = att.forward(x, Some(mask));
+        assert!(close(&to_vec(m.probs), &[1.0, 0.0, 1.0, 0.0], 1e-6), "padded key gets no attention");
+    }
+}
+
+#[test]
+fn encoder_returns_every_hidden_state_and_attention_map_pre_and_post_norm() {
+    for device in devices() {
+        for norm_first in [false, true] {
+            let enc = EncoderConfig::new(8, 2, 16, 3).with_norm_first(norm_first).init(&device).unwrap();
+            let x = Tensor::<3>::ones([2, 4, 8], &device);
+            let out = enc.forward(x, None, true);
+            assert_eq!(out.hidden_states.len(), 4);
+            assert_eq!(out.attentions.len(), 3);
+            assert_eq!(out.attentions[0].dims(), [2, 2, 4, 4]);
+            assert_eq!(to_vec(out.hidden_states[3].clone()), to_vec(out.hidden.clone()));
+            assert!(to_vec(out.hidden).iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn impossible_configs_are_typed_errors() {
+    let device = Device::flex();
+    let e = FactorizedEmbeddingConfig::new(100, 128, 768).init(&device).unwrap_err();
+    assert!(matches!(e, LayerError::InvalidConfig { what: "embedding_size", .. }), "{e}");
+    assert!(e.to_string().contains("at most vocab_size = 100"), "{e}");
+    let e = EncoderConfig::new(768, 5, 3072, 12).init(&device).unwrap_err();
+    assert!(e.to_string().contains("a divisor of d_model = 768"), "{e}");
+    let e =
+        EncoderConfig::new(64, 4, 128, 12).with_sharing(SharingMode::All).with_n_groups(5).init(&device).unwrap_err();
+    assert!(e.to_string().contains("divisor of n_layers = 12"), "{e}");
+    let e = FactorizedEmbeddingConfig::new(100, 16, 32).with_projection(false).init(&device).unwrap_err();
+    assert!(e.to_string().contains("embedding_size 16 ≠ hidden_size 32"), "{e}");
+    let emb = FactorizedEmbeddingConfig::new(100, 16, 32).with_max_positions(4).init(&device).unwrap();
+    let e = emb.forward(Tensor::<2, Int>::zeros([1, 5], &device), None).unwrap_err();
+    assert!(matches!(e, LayerError::Shape { .. }), "{e}");
+}
+
+#[test]
+fn the_mlm_head_is_its_own_component() {
+    let mut spec = TransformerSpec::albert_base();
+    let without = spec.count().unwrap();
+    spec.mlm_head = true;
+    let with = spec.count().unwrap();
+    // dense 768→128 (+128 bias), LayerNorm(128), decoder bias (30000), tied decoder weights.
+    assert_eq!(with.heads, 768 * 128 + 128 + 256 + 30000);
+    assert_eq!(with.total() - without.total(), with.heads);
+}
