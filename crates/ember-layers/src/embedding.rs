@@ -122,30 +122,12 @@ impl FactorizedEmbedding {
     /// types' shape differs from `ids`'.
     pub fn forward(&self, ids: Tensor<2, Int>, token_types: Option<Tensor<2, Int>>) -> Result<Tensor<3>> {
         let [b, t] = ids.dims();
-        let max = self.position.weight.dims()[0];
-        if t > max {
-            return Err(LayerError::Shape {
-                what: "ids".into(),
-                expected: format!("at most {max} positions"),
-                actual: format!("{t}"),
-            });
-        }
+        check_positions(t, self.position.weight.dims()[0])?;
         let device = ids.device();
+        let types = token_types_or_zeros(token_types, b, t, &device)?;
         let mut x = self.word.forward(ids);
-        let pos = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]).expand([b, t]);
-        x = x + self.position.forward(pos);
+        x = x + self.position.forward(positions(b, t, &device));
         if let Some(tt) = &self.token_type {
-            let types = match token_types {
-                Some(types) if types.dims() != [b, t] => {
-                    return Err(LayerError::Shape {
-                        what: "token_types".into(),
-                        expected: format!("[{b}, {t}]"),
-                        actual: format!("{:?}", types.dims()),
-                    });
-                }
-                Some(types) => types,
-                None => Tensor::<2, Int>::zeros([b, t], &device),
-            };
             x = x + tt.forward(types);
         }
         let x = self.dropout.forward(self.norm.forward(x));
@@ -159,5 +141,40 @@ impl FactorizedEmbedding {
     /// head maps `H → E` first, as ALBERT's `predictions.dense`), the result `[..., V]`.
     pub fn tied_logits<const D: usize>(&self, h: Tensor<D>) -> Tensor<D> {
         h.matmul(self.word.weight.val().transpose().unsqueeze::<D>())
+    }
+}
+
+/// Errors unless `t` positions fit a table of `max`.
+pub(crate) fn check_positions(t: usize, max: usize) -> Result<()> {
+    if t > max {
+        return Err(LayerError::Shape {
+            what: "ids".into(),
+            expected: format!("at most {max} positions"),
+            actual: format!("{t}"),
+        });
+    }
+    Ok(())
+}
+
+/// Position ids `0..t` for every row, `[b, t]`.
+pub(crate) fn positions(b: usize, t: usize, device: &Device) -> Tensor<2, Int> {
+    Tensor::<1, Int>::arange(0..t as i64, device).reshape([1, t]).expand([b, t])
+}
+
+/// The given token types (checked to be `[b, t]`) or zeros.
+pub(crate) fn token_types_or_zeros(
+    token_types: Option<Tensor<2, Int>>,
+    b: usize,
+    t: usize,
+    device: &Device,
+) -> Result<Tensor<2, Int>> {
+    match token_types {
+        Some(types) if types.dims() != [b, t] => Err(LayerError::Shape {
+            what: "token_types".into(),
+            expected: format!("[{b}, {t}]"),
+            actual: format!("{:?}", types.dims()),
+        }),
+        Some(types) => Ok(types),
+        None => Ok(Tensor::<2, Int>::zeros([b, t], device)),
     }
 }

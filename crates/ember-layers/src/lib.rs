@@ -25,6 +25,7 @@
 //! - [`attention`], [`feedforward`]: blocks with free inner widths.
 //! - [`encoder`]: [`Encoder`] with sharing modes all / attention / feed-forward / none over `G`
 //!   groups, pre- or post-norm, padding masks.
+//! - [`mobilebert`]: MobileBERT's bottleneck layers, stacked FFNs, NoNorm and trigram embedding.
 //! - [`params`]: counts by component from configs (BERT, ALBERT, TinyBERT, MobileBERT).
 //!
 //! ## Feature flags
@@ -35,6 +36,7 @@ pub mod embedding;
 pub mod encoder;
 pub mod error;
 pub mod feedforward;
+pub mod mobilebert;
 pub mod params;
 
 pub use attention::{AttentionConfig, AttentionOutput, MultiHeadAttention};
@@ -42,4 +44,5 @@ pub use embedding::{FactorizedEmbedding, FactorizedEmbeddingConfig};
 pub use encoder::{Encoder, EncoderConfig, EncoderOutput, SharingMode};
 pub use error::{LayerError, Result};
 pub use feedforward::{Activation, FeedForward, FeedForwardConfig};
+pub use mobilebert::{MobileBert, MobileBertLayer, Normalization};
 pub use params::{MobileBertSpec, ParamBreakdown, TransformerSpec};

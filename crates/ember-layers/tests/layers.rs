@@ -239,3 +239,29 @@ fn the_mlm_head_is_its_own_component() {
     assert_eq!(with.heads, 768 * 128 + 128 + 256 + 30000);
     assert_eq!(with.total() - without.total(), with.heads);
 }
+
+#[test]
+fn mobilebert_module_matches_the_accounting_and_runs() {
+    for device in devices() {
+        let mut spec = MobileBertSpec::mobilebert();
+        spec.vocab_size = 100;
+        spec.embedding_size = 8;
+        spec.hidden_size = 32;
+        spec.intra_bottleneck_size = 16;
+        spec.intermediate_size = 32;
+        spec.num_hidden_layers = 2;
+        spec.max_position_embeddings = 16;
+        for norm in [Normalization::NoNorm, Normalization::LayerNorm] {
+            let m = spec.init(4, norm, &device).unwrap();
+            assert_eq!(m.num_params(), spec.count().total(), "{norm:?}: module vs accounting");
+            let ids = Tensor::<2, Int>::from_ints([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]], &device);
+            let (h, probs) = m.forward(ids, None).unwrap();
+            assert_eq!(h.dims(), [2, 5, 32]);
+            assert_eq!(probs.len(), 2);
+            assert_eq!(probs[0].dims(), [2, 4, 5, 5]);
+            assert!(to_vec(h).iter().all(|v| v.is_finite()));
+        }
+        let e = spec.init(5, Normalization::NoNorm, &device).err().unwrap();
+        assert!(e.to_string().contains("divisor of intra_bottleneck_size = 16"), "{e}");
+    }
+}

@@ -1,0 +1,299 @@
+//! MobileBERT (Sun et al. 2020): a 512-wide body whose layers run attention and stacked
+//! feed-forward networks in a 128-wide bottleneck, with NoNorm, and an embedding that projects
+//! the concatenated trigram of 128-wide token embeddings. Built from a [`MobileBertSpec`];
+//! `num_params()` of the built model equals [`MobileBertSpec::count`] (24.58M for the released
+//! configuration, published as 25.3M).
+
+use crate::embedding::{check_positions, positions, token_types_or_zeros};
+use crate::error::{Result, invalid};
+use crate::params::MobileBertSpec;
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{relu, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The normalisation MobileBERT uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Normalization {
+    /// `x ⊙ γ + β` without statistics (MobileBERT's choice, cheaper on device).
+    #[default]
+    NoNorm,
+    /// LayerNorm (eps 1e-12).
+    LayerNorm,
+}
+
+/// `x ⊙ γ + β`, MobileBERT's NoNorm.
+#[derive(Module, Debug)]
+pub struct NoNorm {
+    /// Scale γ (initialised to 1).
+    pub weight: Param<Tensor<1>>,
+    /// Shift β (initialised to 0).
+    pub bias: Param<Tensor<1>>,
+}
+
+/// A NoNorm or LayerNorm.
+#[derive(Module, Debug)]
+pub struct Norm {
+    /// Set for [`Normalization::NoNorm`].
+    pub no_norm: Option<NoNorm>,
+    /// Set for [`Normalization::LayerNorm`].
+    pub layer_norm: Option<LayerNorm>,
+}
+
+impl Norm {
+    fn new(kind: Normalization, d: usize, device: &Device) -> Self {
+        match kind {
+            Normalization::NoNorm => Norm {
+                no_norm: Some(NoNorm {
+                    weight: Param::from_tensor(Tensor::ones([d], device)),
+                    bias: Param::from_tensor(Tensor::zeros([d], device)),
+                }),
+                layer_norm: None,
+            },
+            Normalization::LayerNorm => {
+                Norm { no_norm: None, layer_norm: Some(LayerNormConfig::new(d).with_epsilon(1e-12).init(device)) }
+            }
+        }
+    }
+
+    /// Applies the normalisation over the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match (&self.no_norm, &self.layer_norm) {
+            (Some(n), _) => x * n.weight.val().unsqueeze::<D>() + n.bias.val().unsqueeze::<D>(),
+            (None, Some(l)) => l.forward(x),
+            (None, None) => x,
+        }
+    }
+}
+
+/// A linear layer followed by a normalisation.
+#[derive(Module, Debug)]
+pub struct DenseNorm {
+    /// The projection.
+    pub dense: Linear,
+    /// The normalisation.
+    pub norm: Norm,
+}
+
+/// One feed-forward block of the stack: `norm(outer(relu(inner(x))) + x)`.
+#[derive(Module, Debug)]
+pub struct FfnBlock {
+    /// `[bottleneck, intermediate]`.
+    pub inner: Linear,
+    /// `[intermediate, bottleneck]`.
+    pub outer: Linear,
+    /// Normalisation of the residual sum.
+    pub norm: Norm,
+}
+
+impl FfnBlock {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.norm.forward(self.outer.forward(relu(self.inner.forward(x.clone()))) + x)
+    }
+}
+
+/// One MobileBERT layer.
+#[derive(Module, Debug)]
+pub struct MobileBertLayer {
+    /// Body → bottleneck for the layer input (the residual of the attention block).
+    pub bottleneck_input: DenseNorm,
+    /// Body → bottleneck read by query and key (`key_query_shared_bottleneck`).
+    pub bottleneck_attention: DenseNorm,
+    /// Query `[B, B]`.
+    pub query: Linear,
+    /// Key `[B, B]`.
+    pub key: Linear,
+    /// Value `[H, B]` (reads the body; `[B, B]` with `use_bottleneck_attention`).
+    pub value: Linear,
+    /// Attention output `[B, B]` and its normalisation.
+    pub attention_output: DenseNorm,
+    /// The feed-forward stack (the last block is the layer's main FFN).
+    pub ffn: Vec<FfnBlock>,
+    /// Bottleneck → body and the final normalisation (with the layer input as residual).
+    pub output_bottleneck: DenseNorm,
+    /// Heads.
+    pub n_heads: usize,
+    /// Whether the value reads the bottleneck.
+    pub value_from_bottleneck: bool,
+}
+
+impl MobileBertLayer {
+    /// Runs the layer over `x` (`[batch, seq, H]`); returns the output and the attention
+    /// probabilities.
+    pub fn forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> (Tensor<3>, Tensor<4>) {
+        let [b, t, _] = x.dims();
+        let layer_input = self.bottleneck_input.norm.forward(self.bottleneck_input.dense.forward(x.clone()));
+        let shared = self.bottleneck_attention.norm.forward(self.bottleneck_attention.dense.forward(x.clone()));
+        let inner = self.query.weight.dims()[1];
+        let (h, dh) = (self.n_heads, inner / self.n_heads);
+        let split = |y: Tensor<3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
+        let q = split(self.query.forward(shared.clone()));
+        let k = split(self.key.forward(shared));
+        let v = split(self.value.forward(if self.value_from_bottleneck { layer_input.clone() } else { x.clone() }));
+        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f32).sqrt());
+        if let Some(mask) = pad_mask {
+            scores = scores.mask_fill(mask.reshape([b, 1, 1, t]).expand([b, h, t, t]), -1.0e9);
+        }
+        let probs = softmax(scores, 3);
+        let ctx = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, t, inner]);
+        let mut y = self.attention_output.norm.forward(self.attention_output.dense.forward(ctx) + layer_input);
+        for block in &self.ffn {
+            y = block.forward(y);
+        }
+        let out = self.output_bottleneck.norm.forward(self.output_bottleneck.dense.forward(y) + x);
+        (out, probs)
+    }
+}
+
+/// MobileBERT's embedding: trigram of `E`-wide token embeddings projected to `H`, plus
+/// position and token-type embeddings, then the normalisation.
+#[derive(Module, Debug)]
+pub struct MobileBertEmbedding {
+    /// Token table `[V, E]`.
+    pub word: Embedding,
+    /// Position table `[P, H]`.
+    pub position: Embedding,
+    /// Token-type table `[T, H]`.
+    pub token_type: Embedding,
+    /// `[3E (or E), H]` projection.
+    pub transformation: Linear,
+    /// Normalisation over `H`.
+    pub norm: Norm,
+    /// Whether the input is the trigram concatenation.
+    pub trigram: bool,
+}
+
+impl MobileBertEmbedding {
+    /// Embeds `ids` (`[batch, seq]`).
+    ///
+    /// # Errors
+    /// [`crate::LayerError::Shape`] for sequences longer than the position table or token
+    /// types of another shape.
+    pub fn forward(&self, ids: Tensor<2, Int>, token_types: Option<Tensor<2, Int>>) -> Result<Tensor<3>> {
+        let [b, t] = ids.dims();
+        check_positions(t, self.position.weight.dims()[0])?;
+        let device = ids.device();
+        let types = token_types_or_zeros(token_types, b, t, &device)?;
+        let e = self.word.forward(ids);
+        let e = if self.trigram {
+            let d = e.dims()[2];
+            let zero = Tensor::<3>::zeros([b, 1, d], &device);
+            // [next token, token, previous token], zero-padded at the ends (as the reference).
+            let next = if t > 1 {
+                Tensor::cat(vec![e.clone().slice([0..b, 1..t, 0..d]), zero.clone()], 1)
+            } else {
+                zero.clone()
+            };
+            let prev = if t > 1 { Tensor::cat(vec![zero, e.clone().slice([0..b, 0..t - 1, 0..d])], 1) } else { zero };
+            Tensor::cat(vec![next, e, prev], 2)
+        } else {
+            e
+        };
+        let x = self.transformation.forward(e);
+        Ok(self.norm.forward(x + self.position.forward(positions(b, t, &device)) + self.token_type.forward(types)))
+    }
+}
+
+/// The MobileBERT encoder stack (embedding and layers; no pooler, as released).
+#[derive(Module, Debug)]
+pub struct MobileBert {
+    /// The embedding.
+    pub embedding: MobileBertEmbedding,
+    /// The layers.
+    pub layers: Vec<MobileBertLayer>,
+}
+
+impl MobileBert {
+    /// Runs the model; returns the final hidden states and every layer's attention
+    /// probabilities.
+    ///
+    /// # Errors
+    /// As [`MobileBertEmbedding::forward`].
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        pad_mask: Option<Tensor<2, Bool>>,
+    ) -> Result<(Tensor<3>, Vec<Tensor<4>>)> {
+        let mut x = self.embedding.forward(ids, None)?;
+        let mut probs = Vec::new();
+        for l in &self.layers {
+            let (y, p) = l.forward(x, pad_mask.clone());
+            x = y;
+            probs.push(p);
+        }
+        Ok((x, probs))
+    }
+}
+
+impl MobileBertSpec {
+    /// Builds the model (the count of the result equals [`MobileBertSpec::count`] without the
+    /// pooler).
+    ///
+    /// # Errors
+    /// [`crate::LayerError::InvalidConfig`] for zero sizes, heads not dividing the bottleneck, an
+    /// unshared query/key bottleneck (not implemented: the released model shares it), or a
+    /// pooler dense layer (not part of this module).
+    pub fn init(&self, n_heads: usize, normalization: Normalization, device: &Device) -> Result<MobileBert> {
+        let (h, bn, f, e) = (self.hidden_size, self.intra_bottleneck_size, self.intermediate_size, self.embedding_size);
+        if [
+            h,
+            bn,
+            f,
+            e,
+            self.vocab_size,
+            self.num_hidden_layers,
+            self.num_feedforward_networks,
+            self.type_vocab_size,
+            self.max_position_embeddings,
+        ]
+        .contains(&0)
+        {
+            return Err(invalid("sizes", format!("{self:?}"), "positive sizes, layers and feed-forward networks"));
+        }
+        if n_heads == 0 || !bn.is_multiple_of(n_heads) {
+            return Err(invalid("n_heads", n_heads, format!("a divisor of intra_bottleneck_size = {bn}")));
+        }
+        if !self.key_query_shared_bottleneck || self.pooler_dense {
+            return Err(invalid(
+                "key_query_shared_bottleneck / pooler_dense",
+                format!("{} / {}", self.key_query_shared_bottleneck, self.pooler_dense),
+                "true / false (the released MobileBERT configuration)",
+            ));
+        }
+        let lin = |i, o| LinearConfig::new(i, o).init(device);
+        let dn = |i, o| DenseNorm { dense: lin(i, o), norm: Norm::new(normalization, o, device) };
+        let layers = (0..self.num_hidden_layers)
+            .map(|_| MobileBertLayer {
+                bottleneck_input: dn(h, bn),
+                bottleneck_attention: dn(h, bn),
+                query: lin(bn, bn),
+                key: lin(bn, bn),
+                value: lin(if self.use_bottleneck_attention { bn } else { h }, bn),
+                attention_output: dn(bn, bn),
+                ffn: (0..self.num_feedforward_networks)
+                    .map(|_| FfnBlock {
+                        inner: lin(bn, f),
+                        outer: lin(f, bn),
+                        norm: Norm::new(normalization, bn, device),
+                    })
+                    .collect(),
+                output_bottleneck: dn(bn, h),
+                n_heads,
+                value_from_bottleneck: self.use_bottleneck_attention,
+            })
+            .collect();
+        let trigram = if self.trigram_input { 3 } else { 1 };
+        Ok(MobileBert {
+            embedding: MobileBertEmbedding {
+                word: EmbeddingConfig::new(self.vocab_size, e).init(device),
+                position: EmbeddingConfig::new(self.max_position_embeddings, h).init(device),
+                token_type: EmbeddingConfig::new(self.type_vocab_size, h).init(device),
+                transformation: lin(trigram * e, h),
+                norm: Norm::new(normalization, h, device),
+                trigram: self.trigram_input,
+            },
+            layers,
+        })
+    }
+}
