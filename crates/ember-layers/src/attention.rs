@@ -2,7 +2,7 @@
 //! width, so heads can be removed physically (Burn's `MultiHeadAttention` fixes
 //! `d_k = d_model / n_heads` and cannot lose a head).
 
-use crate::error::{Result, invalid};
+use crate::error::{LayerError, Result, invalid};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
@@ -117,9 +117,49 @@ pub struct AttentionOutput {
 /// instead of NaN.
 const MASKED: f32 = -1.0e9;
 
+/// Checks `x` (`[batch, seq, d_model]`) and `pad_mask` (`[batch, seq]`).
+pub(crate) fn check_input(x: &Tensor<3>, d_model: usize, pad_mask: Option<&Tensor<2, Bool>>) -> Result<()> {
+    let [b, t, d] = x.dims();
+    if d != d_model {
+        return Err(LayerError::Shape {
+            what: "input".into(),
+            expected: format!("[batch, seq, {d_model}]"),
+            actual: format!("{:?}", x.dims()),
+        });
+    }
+    if let Some(m) = pad_mask
+        && m.dims() != [b, t]
+    {
+        return Err(LayerError::Shape {
+            what: "pad_mask".into(),
+            expected: format!("[{b}, {t}] (true = padding)"),
+            actual: format!("{:?}", m.dims()),
+        });
+    }
+    Ok(())
+}
+
 impl MultiHeadAttention {
+    /// Model width.
+    pub fn d_model(&self) -> usize {
+        self.query.weight.dims()[0]
+    }
+
+    /// [`MultiHeadAttention::forward`] with typed errors for inputs of the wrong shape.
+    ///
+    /// # Errors
+    /// [`LayerError::Shape`] if `x` is not `[batch, seq, d_model]` or the mask not `[batch, seq]`.
+    pub fn try_forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> Result<AttentionOutput> {
+        check_input(&x, self.d_model(), pad_mask.as_ref())?;
+        Ok(self.forward(x, pad_mask))
+    }
+
     /// Self-attention over `x` (`[batch, seq, d_model]`); `pad_mask` (`[batch, seq]`, `true` =
     /// padding) hides padded keys.
+    ///
+    /// # Panics
+    /// On inputs of the wrong shape, like Burn's layers; [`MultiHeadAttention::try_forward`]
+    /// returns an error instead.
     pub fn forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> AttentionOutput {
         let [b, t, _] = x.dims();
         let (h, dh) = (self.n_heads, self.head_dim);

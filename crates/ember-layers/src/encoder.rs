@@ -185,8 +185,24 @@ impl Encoder {
         self.attention_index.len()
     }
 
+    /// [`Encoder::forward`] with typed errors for inputs of the wrong shape.
+    ///
+    /// # Errors
+    /// [`crate::LayerError::Shape`] if `x` is not `[batch, seq, d_model]` or the mask not
+    /// `[batch, seq]`.
+    pub fn try_forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>, collect: bool) -> Result<EncoderOutput> {
+        if let Some(a) = self.attention.first() {
+            crate::attention::check_input(&x, a.d_model(), pad_mask.as_ref())?;
+        }
+        Ok(self.forward(x, pad_mask, collect))
+    }
+
     /// Runs every layer over `x` (`[batch, seq, d_model]`); `pad_mask` (`[batch, seq]`, `true` =
     /// padding) hides padded keys; `collect` keeps every hidden state and attention map.
+    ///
+    /// # Panics
+    /// On inputs of the wrong shape, like Burn's layers; [`Encoder::try_forward`] returns an
+    /// error instead.
     pub fn forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>, collect: bool) -> EncoderOutput {
         let mut x = x;
         let mut hidden_states = Vec::new();

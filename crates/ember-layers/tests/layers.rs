@@ -265,3 +265,18 @@ fn mobilebert_module_matches_the_accounting_and_runs() {
         assert!(e.to_string().contains("divisor of intra_bottleneck_size = 16"), "{e}");
     }
 }
+
+#[test]
+fn wrong_input_shapes_are_typed_errors_with_try_forward() {
+    let device = Device::flex();
+    let enc = EncoderConfig::new(8, 2, 16, 2).init(&device).unwrap();
+    let e = enc.try_forward(Tensor::<3>::zeros([1, 3, 7], &device), None, false).unwrap_err();
+    assert!(e.to_string().contains("[batch, seq, 8]"), "{e}");
+    let mask = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 4], [1, 4]), &device);
+    let e = enc.try_forward(Tensor::<3>::zeros([1, 3, 8], &device), Some(mask), false).unwrap_err();
+    assert!(matches!(e, LayerError::Shape { .. }) && e.to_string().contains("[1, 3]"), "{e}");
+    let ok = enc.try_forward(Tensor::<3>::zeros([1, 3, 8], &device), None, true).unwrap();
+    assert_eq!(ok.hidden_states.len(), 3);
+    let e = enc.attention[0].try_forward(Tensor::<3>::zeros([2, 2, 9], &device), None).unwrap_err();
+    assert!(e.to_string().contains("input"), "{e}");
+}
