@@ -65,9 +65,17 @@ pub fn to_burn_qfloat(layer: &Linear) -> Result<Tensor<2>> {
 /// Ember's kernels.
 ///
 /// # Errors
-/// [`QuantError::UnsupportedScheme`] for a float weight or a scheme Ember's kernels do not run
-/// (4- or 2-bit values, packed stores, two-level scales, other block shapes).
+/// [`QuantError::UnsupportedScheme`] for a float weight, a scheme Ember's kernels do not run
+/// (4- or 2-bit values, packed stores, two-level scales, other block shapes), or static `mode`
+/// (Burn keeps no activation parameters).
 pub fn linear_from_burn_quantized(layer: burn::nn::Linear, mode: ActivationMode) -> Result<Linear> {
+    if mode == ActivationMode::Static {
+        return Err(QuantError::UnsupportedScheme(
+            "static mode from a Burn-quantized layer: Burn stores no activation parameters; convert in dynamic \
+             mode, or calibrate an Ember Linear and use Quantizer with ActivationMode::Static"
+                .into(),
+        ));
+    }
     let w = layer.weight.val();
     let device = w.device();
     let [k, n] = w.dims();
@@ -105,9 +113,6 @@ pub fn linear_from_burn_quantized(layer: burn::nn::Linear, mode: ActivationMode)
         d_input: k,
         d_output: n,
     };
-    if mode == ActivationMode::Static {
-        return Err(QuantError::NotCalibrated { path: "<burn layer>".into() });
-    }
     let empty = |device| Tensor::<1>::from_data(TensorData::new(Vec::<f32>::new(), [0]), device);
     let ns = scales.len();
     let quant = LinearQuantState {

@@ -344,12 +344,7 @@ fn observed_weight_scales(
 struct QatScales(HashMap<String, Vec<f32>>, Vec<String>);
 
 impl ModuleVisitor for QatScales {
-    fn enter_module(&mut self, name: &str, _c: &str) {
-        self.1.push(name.to_string());
-    }
-    fn exit_module(&mut self, _n: &str, _c: &str) {
-        self.1.pop();
-    }
+    track_path!(1);
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let p = &self.1;
         let n = p.len();
@@ -375,12 +370,7 @@ struct WeightReader {
 }
 
 impl ModuleVisitor for WeightReader {
-    fn enter_module(&mut self, name: &str, _c: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _n: &str, _c: &str) {
-        self.path.pop();
-    }
+    track_path!(path);
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let Some((field, layer)) = self.path.split_last() else { return };
         let layer = layer.join(".");
@@ -427,12 +417,7 @@ impl Swapper {
 }
 
 impl ModuleMapper for Swapper {
-    fn enter_module(&mut self, name: &str, _c: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _n: &str, _c: &str) {
-        self.path.pop();
-    }
+    track_path!(path);
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let Some((layer, field)) = self.layer_and_field() else { return param };
         let Some(plan) = self.plans.get(&layer) else { return param };

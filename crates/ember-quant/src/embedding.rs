@@ -164,6 +164,10 @@ impl Embedding {
 
     /// Looks up `ids` (`[batch, seq]`) and returns `[batch, seq, d_model]`, as
     /// `burn::nn::Embedding::forward`. An int8 table dequantizes only the gathered rows.
+    ///
+    /// # Panics
+    /// For ids outside `0..n_embedding`, as Burn's `Embedding` (ids are indices, not data Ember
+    /// validates on every call).
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         if !self.is_quantized() {
             return burn::tensor::module::embedding(self.weight.val(), ids);

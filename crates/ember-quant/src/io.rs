@@ -87,12 +87,7 @@ impl Collect {
 }
 
 impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _c: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _n: &str, _c: &str) {
-        self.path.pop();
-    }
+    track_path!(path);
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         self.add(|| p.val().into_data());
     }
@@ -185,12 +180,7 @@ impl Apply<'_> {
 }
 
 impl ModuleMapper for Apply<'_> {
-    fn enter_module(&mut self, name: &str, _c: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _n: &str, _c: &str) {
-        self.path.pop();
-    }
+    track_path!(path);
     fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
         match self.take("float", D) {
             Some(d) => {
@@ -225,12 +215,7 @@ struct CheckSpecs {
 }
 
 impl ModuleVisitor for CheckSpecs {
-    fn enter_module(&mut self, name: &str, _c: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _n: &str, _c: &str) {
-        self.path.pop();
-    }
+    track_path!(path);
     fn visit_int<const D: usize>(&mut self, p: &Param<Tensor<D, Int>>) {
         let n = self.path.len();
         if self.error.is_some() || D != 1 || n < 2 || self.path[n - 1] != "spec" || self.path[n - 2] != "quant" {

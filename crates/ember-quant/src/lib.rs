@@ -49,6 +49,19 @@
 //! - `ndarray` (default): Burn's NdArray backend (deprecated upstream), int8 kernels on it.
 #![doc = include_str!("../../../docs/quantization.md")]
 
+/// Implements `enter_module` / `exit_module` for a visitor or mapper that keeps the current
+/// module path in `self.$field` (a `Vec<String>`).
+macro_rules! track_path {
+    ($field:tt) => {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.$field.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.$field.pop();
+        }
+    };
+}
+
 pub mod burn_compat;
 pub mod calibrate;
 pub mod convert;

@@ -234,7 +234,7 @@ impl Linear {
     ///
     /// # Errors
     /// - [`QuantError::NonFinite`] for NaN/Inf weights;
-    /// - [`QuantError::NotCalibrated`] for static mode without activation parameters;
+    /// - [`QuantError::InvalidConfig`] for static mode without activation parameters;
     /// - [`QuantError::Shape`] for smoothing factors of the wrong length;
     /// - [`QuantError::InvalidConfig`] for an invalid group size or an already-quantized layer.
     pub fn quantize(self, q: &LayerQuantization) -> Result<Linear> {
@@ -256,7 +256,13 @@ impl Linear {
         let activation = match q.mode {
             ActivationMode::Dynamic => vec![],
             ActivationMode::Static => {
-                let p = q.activation_params.ok_or_else(|| QuantError::NotCalibrated { path: "<layer>".into() })?;
+                let p = q.activation_params.ok_or_else(|| QuantError::InvalidConfig {
+                    what: "activation_params",
+                    value: "None".into(),
+                    expected: "calibrated [scale, zero point] for static mode (from a Calibrator run, or use \
+                               ActivationMode::Dynamic)"
+                        .into(),
+                })?;
                 let (lo, hi) = match q.activation_dtype {
                     QuantDtype::U8Affine => (0, 255),
                     QuantDtype::I8Symmetric => (0, 0),

@@ -105,3 +105,15 @@ fn bad_inputs_are_typed_errors() {
     let e = Quantizer::new(QuantizeConfig::new()).quantize(&q).unwrap_err();
     assert!(matches!(e, QuantError::Empty { .. }), "{e}");
 }
+
+#[test]
+fn static_mode_without_activation_parameters_says_what_is_missing() {
+    let device = Device::flex();
+    let q = LayerQuantization { mode: ActivationMode::Static, ..Default::default() };
+    let e = LinearConfig::new(8, 4).init(&device).quantize(&q).unwrap_err();
+    assert!(matches!(e, QuantError::InvalidConfig { what: "activation_params", .. }), "{e}");
+    assert!(e.to_string().contains("Calibrator"), "{e}");
+    let l = burn::nn::LinearConfig::new(8, 4).init(&device);
+    let e = linear_from_burn_quantized(l, ActivationMode::Static).unwrap_err();
+    assert!(matches!(e, QuantError::UnsupportedScheme(_)) && e.to_string().contains("static mode"), "{e}");
+}
