@@ -104,13 +104,16 @@ pub struct MultiHeadAttention {
     pub head_dim: usize,
 }
 
-/// What attention returns: the projected context and the attention probabilities.
+/// What attention returns: the projected context, the attention probabilities and the value
+/// vectors (for MiniLM's value-relation distillation).
 #[derive(Debug, Clone)]
 pub struct AttentionOutput {
     /// `[batch, seq, d_model]`.
     pub context: Tensor<3>,
     /// `[batch, n_heads, seq, seq]` (rows sum to 1 over unmasked keys).
     pub probs: Tensor<4>,
+    /// The value projection's output `[batch, seq, n_heads · head_dim]` (heads concatenated).
+    pub values: Tensor<3>,
 }
 
 /// Score given to masked keys: finite, so a fully masked row gives a uniform distribution
@@ -166,7 +169,8 @@ impl MultiHeadAttention {
         let split = |y: Tensor<3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x));
+        let values = self.value.forward(x);
+        let v = split(values.clone());
         let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f32).sqrt());
         if let Some(mask) = pad_mask {
             let m: Tensor<4, Bool> = mask.reshape([b, 1, 1, t]).expand([b, h, t, t]);
@@ -174,6 +178,6 @@ impl MultiHeadAttention {
         }
         let probs = softmax(scores, 3);
         let ctx = self.dropout.forward(probs.clone()).matmul(v).swap_dims(1, 2).reshape([b, t, h * dh]);
-        AttentionOutput { context: self.output.forward(ctx), probs }
+        AttentionOutput { context: self.output.forward(ctx), probs, values }
     }
 }

@@ -155,6 +155,9 @@ pub struct EncoderOutput {
     pub hidden_states: Vec<Tensor<3>>,
     /// With `collect`: every layer's attention probabilities `[batch, heads, seq, seq]`.
     pub attentions: Vec<Tensor<4>>,
+    /// With `collect`: every layer's value vectors `[batch, seq, heads · head_dim]` (MiniLM's
+    /// value relation).
+    pub values: Vec<Tensor<3>>,
 }
 
 /// A transformer encoder whose layers index into shared blocks (see [`EncoderConfig`]).
@@ -207,6 +210,7 @@ impl Encoder {
         let mut x = x;
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
+        let mut values = Vec::new();
         if collect {
             hidden_states.push(x.clone());
         }
@@ -219,6 +223,7 @@ impl Encoder {
                 x = x.clone() + ffn.forward(n2.forward(x));
                 if collect {
                     attentions.push(o.probs);
+                    values.push(o.values);
                 }
             } else {
                 let o = att.forward(x.clone(), pad_mask.clone());
@@ -226,12 +231,13 @@ impl Encoder {
                 x = n2.forward(x.clone() + ffn.forward(x));
                 if collect {
                     attentions.push(o.probs);
+                    values.push(o.values);
                 }
             }
             if collect {
                 hidden_states.push(x.clone());
             }
         }
-        EncoderOutput { hidden: x, hidden_states, attentions }
+        EncoderOutput { hidden: x, hidden_states, attentions, values }
     }
 }

@@ -205,6 +205,15 @@ fn encoder_returns_every_hidden_state_and_attention_map_pre_and_post_norm() {
             assert_eq!(out.hidden_states.len(), 4);
             assert_eq!(out.attentions.len(), 3);
             assert_eq!(out.attentions[0].dims(), [2, 2, 4, 4]);
+            // Values are the value projection of each layer's attention input.
+            assert_eq!(out.values.len(), 3);
+            let first_input = if norm_first {
+                enc.attention_norm[0].forward(out.hidden_states[0].clone())
+            } else {
+                out.hidden_states[0].clone()
+            };
+            let v1 = to_vec(enc.attention[0].value.forward(first_input));
+            assert!(to_vec(out.values[0].clone()).iter().zip(&v1).all(|(a, b)| (a - b).abs() < 1e-6));
             assert_eq!(to_vec(out.hidden_states[3].clone()), to_vec(out.hidden.clone()));
             assert!(to_vec(out.hidden).iter().all(|v| v.is_finite()));
         }
