@@ -25,10 +25,14 @@
 //!   log-probability spread in the tail. [`TopKLogits::tail_mass`] reports `ε` per position so
 //!   `k` can be chosen by it (language-model teachers usually put > 90 % of the mass in the top
 //!   32 tokens).
-//! * `T ≠ 1`: the tail's log-sum-exp at `T` is taken as if its `V − k` logits were equal
-//!   (`log n + (lse₁ − log n)/T`, exact for a flat tail); for `T > 1` this overstates the tail
-//!   mass by at most the power-mean gap. Use a constant temperature with caching when exactness
-//!   at `T ≠ 1` matters, or `k = V`.
+//! * `T ≠ 1`: only the tail's log-sum-exp at `T = 1` is stored, so at other temperatures the
+//!   tail is taken as if its `V − k` logits were equal (`log n + (lse₁ − log n)/T`, exact for a
+//!   flat tail). By the power-mean inequality this overstates the teacher's tail mass for
+//!   `T > 1` and understates it for `T < 1`; the gap grows with how uneven the tail is. When
+//!   exactness matters at `T ≠ 1`, use `k = V`.
+//!
+//! The student's tail probability is computed in log space (log-sum-exp over the non-top-k
+//! logits minus the full log-sum-exp), so it stays accurate when it is tiny.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -46,23 +50,18 @@ use crate::kd::{check_finite, check_temperature, masked_mean, row_weights};
 const EMPTY_TAIL: f32 = -1e30;
 const MAGIC: &[u8; 8] = b"EMBKDC01";
 
-/// One batch's teacher logits `[batch, seq, vocab]` reduced to the top `k` per position.
+/// One batch's teacher logits `[batch, seq, vocab]` reduced to the top `k` per position. Built
+/// only by [`TopKLogits::from_host`] / [`TopKLogits::from_logits`] (or read back from a cache
+/// file, validated), so its parts always fit together.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopKLogits {
-    /// Batch size.
-    pub batch: usize,
-    /// Sequence length (1 for classifiers).
-    pub seq: usize,
-    /// Vocabulary (class count) `V`.
-    pub vocab: usize,
-    /// Kept logits per position.
-    pub k: usize,
-    /// The `k` largest logits of each position, descending, `[batch·seq, k]` row-major.
-    pub values: Vec<f32>,
-    /// Their vocabulary indices, `[batch·seq, k]`.
-    pub indices: Vec<u32>,
-    /// Log-sum-exp (at `T = 1`) of each position's other `V − k` logits; `-1e30` when `k = V`.
-    pub tail_lse: Vec<f32>,
+    batch: usize,
+    seq: usize,
+    vocab: usize,
+    k: usize,
+    values: Vec<f32>,
+    indices: Vec<u32>,
+    tail_lse: Vec<f32>,
 }
 
 impl TopKLogits {
@@ -111,6 +110,77 @@ impl TopKLogits {
             });
         }
         Ok(TopKLogits { batch, seq, vocab, k, values, indices, tail_lse })
+    }
+
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Sequence length (1 for classifiers).
+    pub fn seq(&self) -> usize {
+        self.seq
+    }
+
+    /// Vocabulary (class count) `V`.
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// Kept logits per position.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The `k` largest logits of each position, descending, `[batch·seq, k]` row-major.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Their vocabulary indices, `[batch·seq, k]`.
+    pub fn indices(&self) -> &[u32] {
+        &self.indices
+    }
+
+    /// Log-sum-exp (at `T = 1`) of each position's other `V − k` logits (`-1e30` when `k = V`).
+    pub fn tail_lse(&self) -> &[f32] {
+        &self.tail_lse
+    }
+
+    /// Checks that the parts fit together (used on everything read from disk).
+    fn validate(&self) -> Result<()> {
+        let rows =
+            self.batch.checked_mul(self.seq).ok_or_else(|| DistillError::Cache("batch · seq overflows".into()))?;
+        let bad = |why: String| Err(DistillError::Cache(format!("inconsistent top-k entry: {why}")));
+        if self.k == 0 || self.k > self.vocab || self.vocab > u32::MAX as usize {
+            return bad(format!("k = {} for a vocabulary of {}", self.k, self.vocab));
+        }
+        if self.values.len() != rows * self.k || self.indices.len() != rows * self.k || self.tail_lse.len() != rows {
+            return bad(format!(
+                "{} values, {} indices, {} tails for {rows} positions of top-{}",
+                self.values.len(),
+                self.indices.len(),
+                self.tail_lse.len(),
+                self.k
+            ));
+        }
+        if self.values.iter().any(|v| !v.is_finite()) {
+            return bad("non-finite logits".into());
+        }
+        let empty_tail = self.k == self.vocab;
+        if self.tail_lse.iter().any(|t| if empty_tail { *t != EMPTY_TAIL } else { !t.is_finite() }) {
+            return bad("tail log-sum-exp not finite (or not empty when k = V)".into());
+        }
+        let mut seen = vec![u32::MAX; self.vocab];
+        for (r, row) in self.indices.chunks(self.k).enumerate() {
+            for &i in row {
+                if i as usize >= self.vocab || seen[i as usize] == r as u32 {
+                    return bad(format!("index {i} out of range or repeated at position {r}"));
+                }
+                seen[i as usize] = r as u32;
+            }
+        }
+        Ok(())
     }
 
     /// Reads `[batch, seq, vocab]` logits from the device and reduces them to the top `k`.
@@ -177,6 +247,7 @@ impl TopKLogits {
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<1>> {
         check_temperature(temperature)?;
+        self.validate()?;
         let [b, s, v] = student.dims();
         if v != self.vocab {
             return Err(DistillError::VocabMismatch { teacher: self.vocab, student: v });
@@ -196,9 +267,18 @@ impl TopKLogits {
         let tail_t: Vec<f32> = (0..n).map(|r| self.tail_logit(r, temperature)).collect();
         let tail_t = Tensor::<2>::from_data(TensorData::new(tail_t, [n, 1]), &device);
         let log_p = log_softmax(Tensor::cat(vec![top / temperature, tail_t], 1), 1); // [n, k+1]
-        let log_q_all = log_softmax(student.reshape([n, v]) / temperature, 1);
-        let log_q_top = log_q_all.gather(1, idx); // [n, k]
-        let q_tail = (log_q_top.clone().exp().sum_dim(1).neg() + 1.0).clamp_min(1e-30).log(); // [n, 1]
+        let z = student.reshape([n, v]) / temperature;
+        let lse_all = log_sum_exp(z.clone());
+        let log_q_top = z.clone().gather(1, idx) - lse_all.clone(); // [n, k]
+        // The student's tail in log space: log-sum-exp over the non-top-k logits − the full one.
+        let mut is_top = vec![false; n * v];
+        for (r, row) in self.indices.chunks(self.k).enumerate() {
+            for &i in row {
+                is_top[r * v + i as usize] = true;
+            }
+        }
+        let is_top = Tensor::<2, Bool>::from_data(TensorData::new(is_top, [n, v]), &device);
+        let q_tail = log_sum_exp(z.mask_fill(is_top, EMPTY_TAIL)) - lse_all; // [n, 1]
         let log_q = Tensor::cat(vec![log_q_top, q_tail], 1);
         let kl = (log_p.clone().exp() * (log_p - log_q)).sum_dim(1).reshape([n]).clamp_min(0.0);
         let scale = if t_squared { temperature * temperature } else { 1.0 };
@@ -206,6 +286,7 @@ impl TopKLogits {
     }
 
     /// Values `[n, k]` and indices `[n, k]` on `device`.
+    #[allow(clippy::type_complexity)]
     fn device_tensors(&self, device: &Device) -> (Tensor<2>, Tensor<2, Int>) {
         let (n, k) = (self.rows(), self.k);
         let values = Tensor::<2>::from_data(TensorData::new(self.values.clone(), [n, k]), device);
@@ -233,19 +314,18 @@ impl TopKLogits {
         let [key, batch, seq, vocab, k] = header;
         let (batch, seq, vocab, k) = (batch as usize, seq as usize, vocab as usize, k as usize);
         let rows = batch * seq;
+        if TopKLogits::payload_len(batch, seq, k) != Some(payload.len()) {
+            return Err(DistillError::Cache(format!("corrupt record for key {key}: wrong length")));
+        }
         let words =
             |bytes: &[u8]| -> Vec<[u8; 4]> { bytes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect() };
         let values: Vec<f32> = words(&payload[..rows * k * 4]).into_iter().map(f32::from_le_bytes).collect();
         let indices: Vec<u32> =
             words(&payload[rows * k * 4..rows * k * 8]).into_iter().map(u32::from_le_bytes).collect();
         let tail_lse: Vec<f32> = words(&payload[rows * k * 8..]).into_iter().map(f32::from_le_bytes).collect();
-        if k == 0 || k > vocab || indices.iter().any(|&i| i as usize >= vocab) || values.iter().any(|v| !v.is_finite())
-        {
-            return Err(DistillError::Cache(format!(
-                "corrupt record for key {key}: indices outside the vocabulary {vocab} or non-finite values"
-            )));
-        }
-        Ok((key, TopKLogits { batch, seq, vocab, k, values, indices, tail_lse }))
+        let entry = TopKLogits { batch, seq, vocab, k, values, indices, tail_lse };
+        entry.validate().map_err(|e| DistillError::Cache(format!("corrupt record for key {key}: {e}")))?;
+        Ok((key, entry))
     }
 }
 
@@ -255,7 +335,7 @@ pub enum CacheStorage {
     /// In a hash map (`8·k + 4` bytes a position).
     Memory,
     /// Appended to a file (reopened files are indexed and reused, so a second run skips the
-    /// teacher too); only the index (16 bytes a batch) stays in memory.
+    /// teacher too); only the index (about 60 bytes a batch) stays in memory.
     Disk(PathBuf),
 }
 
@@ -354,6 +434,7 @@ impl TeacherCache {
     /// [`DistillError::Cache`] when `entry.k` is not this cache's `k` (or the vocabulary when it
     /// is smaller), [`DistillError::Io`] for disk storage.
     pub fn insert(&mut self, key: u64, entry: TopKLogits) -> Result<()> {
+        entry.validate()?;
         if entry.k != self.k.min(entry.vocab) {
             return Err(DistillError::Cache(format!(
                 "entry keeps {} logits a position, the cache {}",
@@ -439,6 +520,12 @@ impl DiskStore {
         self.file.read_exact(&mut payload).map_err(&err)?;
         Ok(Some(TopKLogits::decode(header, &payload)?.1))
     }
+}
+
+/// `log Σ exp` along dimension 1 of `[n, v]`, `[n, 1]`, max-subtracted.
+fn log_sum_exp(x: Tensor<2>) -> Tensor<2> {
+    let m = x.clone().max_dim(1).detach();
+    (x - m.clone()).exp().sum_dim(1).log() + m
 }
 
 fn read_header(r: &mut impl Read) -> std::io::Result<[u64; 5]> {

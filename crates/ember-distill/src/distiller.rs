@@ -377,9 +377,23 @@ impl Distiller {
         &self.projections
     }
 
-    /// Replaces the projections (after an optimizer step or loading).
-    pub fn set_projections(&mut self, projections: DistillProjections) {
+    /// Replaces the projections (after loading them, for example).
+    ///
+    /// # Errors
+    /// [`DistillError::Shape`] unless they have the same count and widths as the current ones.
+    pub fn set_projections(&mut self, projections: DistillProjections) -> Result<()> {
+        let dims =
+            |p: &DistillProjections| p.projections.iter().map(|p| (p.d_student(), p.d_teacher())).collect::<Vec<_>>();
+        let (want, got) = (dims(&self.projections), dims(&projections));
+        if want != got {
+            return Err(DistillError::Shape {
+                what: "projections (d_student, d_teacher)".into(),
+                expected: format!("{want:?}"),
+                actual: format!("{got:?}"),
+            });
+        }
         self.projections = projections;
+        Ok(())
     }
 
     /// Takes the projections' gradients out of `grads` and steps them with `optim` (the same
@@ -558,7 +572,11 @@ impl Distiller {
             let s = match proj {
                 None => s,
                 Some(p) => {
-                    let p = &self.projections.projections[p];
+                    let p = self
+                        .projections
+                        .projections
+                        .get(p)
+                        .ok_or_else(|| DistillError::MissingOutput(format!("projection {p}")))?;
                     let [b, l, d] = s.dims();
                     if d != p.d_student() {
                         return Err(DistillError::Shape {

@@ -14,7 +14,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::error::{DistillError, Result, shape};
-use crate::kd::{check_finite, masked_mean, row_weights};
+use crate::kd::{check_finite, masked_mean, row_weights, safe_mean};
 
 /// Smallest probability used inside a logarithm (keeps `0 · log 0` at 0, never NaN).
 const PROB_FLOOR: f64 = 1e-12;
@@ -97,17 +97,21 @@ pub fn hidden_cosine_loss(
     Ok(masked_mean(cos.neg() + 1.0, w))
 }
 
-/// Cosine similarity along the last dimension, `[.., 1]`.
+/// `‖x‖` along the last dimension, `[.., 1]`, floored **before** the square root so that a zero
+/// vector has a finite gradient (the square root's derivative is infinite at 0).
+fn norm<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.powi_scalar(2).sum_dim(D - 1).clamp_min(NORM_FLOOR * NORM_FLOOR).sqrt()
+}
+
+/// Cosine similarity along the last dimension, `[.., 1]` (0 for a zero vector).
 fn cosine_rows<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     let dot = (a.clone() * b.clone()).sum_dim(D - 1);
-    let na = a.powi_scalar(2).sum_dim(D - 1).sqrt();
-    let nb = b.powi_scalar(2).sum_dim(D - 1).sqrt();
-    dot / (na * nb).clamp_min(NORM_FLOOR)
+    dot / (norm(a) * norm(b))
 }
 
 /// `x / ‖x‖` along the last dimension.
 fn normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let n = x.clone().powi_scalar(2).sum_dim(D - 1).sqrt().clamp_min(NORM_FLOOR);
+    let n = norm(x.clone());
     x / n
 }
 
@@ -119,7 +123,7 @@ fn normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 pub fn patient_kd_loss(student: Tensor<2>, teacher: Tensor<2>) -> Result<Tensor<1>> {
     check_same("[CLS] states", &student, &teacher)?;
     let diff = normalize(student) - normalize(teacher.detach());
-    Ok(diff.powi_scalar(2).sum_dim(1).mean())
+    Ok(safe_mean(diff.powi_scalar(2).sum_dim(1)))
 }
 
 /// The first position's vectors `[batch, width]` of `[batch, seq, width]` hidden states.
@@ -185,7 +189,7 @@ pub fn attention_kl_loss(
 /// Mean of per-row values `[batch, heads, seq, 1]` over heads and the query rows with weight 1.
 fn mean_over_rows(per_row: Tensor<4>, rows: Option<Tensor<4>>, heads: usize) -> Tensor<1> {
     match rows {
-        None => per_row.mean(),
+        None => safe_mean(per_row),
         Some(rows) => (per_row * rows.clone()).sum() / (rows.sum() * heads as f64).clamp_min(1.0),
     }
 }
@@ -205,7 +209,7 @@ pub fn attention_mse_loss(
     let weights = query_key_weights(pad_mask, b, s)?;
     let sq = (student - teacher.detach()).powi_scalar(2);
     Ok(match weights {
-        None => sq.mean(),
+        None => safe_mean(sq),
         Some((rows, keys)) => {
             let pair = rows * keys; // [b, 1, s, s]
             (sq * pair.clone()).sum() / (pair.sum() * h as f64).clamp_min(1.0)

@@ -62,13 +62,19 @@ pub(crate) fn row_weights(pad_mask: Option<Tensor<2, Bool>>, batch: usize, seq: 
     }
 }
 
-/// Mean of `values` (`[n]`) over the rows with weight 1; 0 when no row counts.
+/// Mean of every element; 0 (not NaN) for an empty tensor.
+pub(crate) fn safe_mean<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+    if t.dims().contains(&0) { Tensor::zeros([1], &t.device()) } else { t.mean() }
+}
+
+/// Mean of `values` (`[n]`) over the rows with weight 1; 0 when no row counts. Rows with weight
+/// 0 are replaced by 0 before summing, so NaN or infinity there cannot leak into the mean.
 pub(crate) fn masked_mean(values: Tensor<1>, weights: Option<Tensor<1>>) -> Tensor<1> {
     match weights {
-        None => values.mean(),
+        None => safe_mean(values),
         Some(w) => {
             let count = w.clone().sum().clamp_min(1.0);
-            (values * w).sum() / count
+            values.mask_fill(w.equal_elem(0.0), 0.0).sum() / count
         }
     }
 }
@@ -112,7 +118,8 @@ pub struct KdLossConfig {
     /// Label value that [`KdLoss::forward_mixed_seq`] skips (Hugging Face's `-100`).
     #[config(default = "Some(-100)")]
     pub ignore_index: Option<i64>,
-    /// Check every input for NaN and infinity (one device read each).
+    /// Check the logits given to [`KdLoss`] for NaN and infinity (one device read each). The
+    /// free functions and the hard-label loss always check.
     #[config(default = true)]
     pub check_finite: bool,
 }
@@ -176,7 +183,7 @@ impl KdLoss {
             check_finite("student logits", &student)?;
             check_finite("teacher logits", &teacher)?;
         }
-        Ok(kl_rows(student, teacher.detach(), self.temperature).mean() * self.scale)
+        Ok(safe_mean(kl_rows(student, teacher.detach(), self.temperature)) * self.scale)
     }
 
     /// Soft-target loss of sequence logits `[batch, seq, vocab]`, averaged over the positions
@@ -214,8 +221,9 @@ impl KdLoss {
         Ok(soft * self.alpha + hard * (1.0 - self.alpha))
     }
 
-    /// `α · L_KD + (1 − α) · L_CE` for sequence logits, with `labels` `[batch, seq]`; positions
-    /// that are padding or carry the ignore index count in neither term.
+    /// `α · L_KD + (1 − α) · L_CE` for sequence logits, with `labels` `[batch, seq]`. The soft
+    /// term covers every position that is not padding; the hard term also skips positions whose
+    /// label is the ignore index (the teacher still has a distribution there).
     ///
     /// # Errors
     /// As [`KdLoss::forward_seq`] and [`hard_label_loss_seq`].
@@ -226,12 +234,15 @@ impl KdLoss {
         labels: Tensor<2, Int>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<1>> {
-        let pad = combine_masks(pad_mask, &labels, self.ignore_index)?;
-        let soft = self.forward_seq(student.clone(), teacher, Some(pad.clone()))?;
+        let [b, s, _] = student.dims();
+        if labels.dims() != [b, s] {
+            return Err(shape("labels", format!("[{b}, {s}] like the logits"), labels.dims()));
+        }
+        let soft = self.forward_seq(student.clone(), teacher, pad_mask.clone())?;
         if self.alpha == 1.0 {
             return Ok(soft);
         }
-        let hard = hard_label_loss_seq(student, labels, self.ignore_index, Some(pad))?;
+        let hard = hard_label_loss_seq(student, labels, self.ignore_index, pad_mask)?;
         Ok(soft * self.alpha + hard * (1.0 - self.alpha))
     }
 }
@@ -321,6 +332,9 @@ pub fn hard_label_loss(logits: Tensor<2>, labels: Tensor<1, Int>) -> Result<Tens
     }
     check_labels(&labels, c, None)?;
     check_finite("student logits", &logits)?;
+    if n == 0 {
+        return Ok(Tensor::zeros([1], &logits.device()));
+    }
     Ok(ce_rows(logits, labels).mean())
 }
 

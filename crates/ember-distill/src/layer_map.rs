@@ -66,7 +66,9 @@ impl LayerMap {
                     ));
                 }
                 let first = if *include_embeddings { 0 } else { 1 };
-                (first..=m).map(|l| LayerPair { student: l, teacher: l * n / m }).collect()
+                (first..=m)
+                    .map(|l| LayerPair { student: l, teacher: (l as u128 * n as u128 / m as u128) as usize })
+                    .collect()
             }
             LayerMap::LastK(k) => {
                 if *k == 0 || *k > m.min(n) {
@@ -82,7 +84,8 @@ impl LayerMap {
                 if *stride == 0 {
                     return Err(invalid("skip layer map stride", 0, "at least 1"));
                 }
-                (1..=m).map(|l| LayerPair { student: l, teacher: l * stride }).collect()
+                // Saturating: an overflowing product is out of range and reported below.
+                (1..=m).map(|l| LayerPair { student: l, teacher: l.saturating_mul(*stride) }).collect()
             }
             LayerMap::Custom(p) => p.iter().map(|&(s, t)| LayerPair { student: s, teacher: t }).collect(),
         };

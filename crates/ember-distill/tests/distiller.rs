@@ -189,6 +189,9 @@ fn distiller_trains_an_encoder_student_with_projections() {
         assert_eq!(distiller.current_step(), 25);
         let after = to_vec(distiller.projections().projections[0].linear.weight.val());
         assert!(before.iter().zip(&after).any(|(a, b)| (a - b).abs() > 1e-4), "{name}: projections were not trained");
+        // Projections of another shape are refused.
+        let wrong = DistillProjections { projections: vec![Projection::new(16, 32, &ad)] };
+        assert!(matches!(distiller.set_projections(wrong), Err(DistillError::Shape { .. })));
     }
 }
 
@@ -364,7 +367,7 @@ fn distiller_cache_skips_the_teacher_on_later_epochs() {
         let store = if storage == "memory" { CacheStorage::Memory } else { CacheStorage::Disk(path.clone()) };
         let config = DistillConfig::new()
             .with_temperature(Schedule::Constant(2.0))
-            .with_cache(Some(CacheConfig { top_k: 6, storage: store }));
+            .with_cache(Some(CacheConfig { top_k: 3, storage: store }));
         let mut distiller = Distiller::new(config, ModelShape::logits_only(), ModelShape::logits_only(), &ad).unwrap();
         let calls = Cell::new(0);
         let t_logits = rand::<2>(71, [4, 6], 3.0, &d);
@@ -378,9 +381,12 @@ fn distiller_cache_skips_the_teacher_on_later_epochs() {
         let second = distiller.step(&teacher, &student, &(), Some(5)).unwrap();
         assert_eq!(calls.get(), 1, "{storage}: the teacher ran again for a cached batch");
         assert!(!first.from_cache && second.from_cache);
-        let full = scalar(soft_target_kd_loss(s_logits.clone(), t_logits.clone().to_device(&ad), 2.0).unwrap());
+        // Top 3 of 6 classes: the loss is the cached one (k + 1 buckets), the same both times.
+        let entry = TopKLogits::from_logits(t_logits.clone().reshape([4, 1, 6]), 3).unwrap();
+        let want = scalar(entry.kd_loss(s_logits.clone().reshape([4, 1, 6]), 2.0, true, None).unwrap());
         for l in [first, second] {
-            assert!((scalar(l.total) - full).abs() < 1e-5, "{storage}: k = V must equal the full loss");
+            let got = scalar(l.total);
+            assert!((got - want).abs() < 1e-6, "{storage}: got {got}, want {want}");
         }
         // Another key runs the teacher; no key never caches.
         distiller.step(&teacher, &student, &(), Some(6)).unwrap();
@@ -389,18 +395,27 @@ fn distiller_cache_skips_the_teacher_on_later_epochs() {
         assert_eq!(distiller.cache().unwrap().len(), 2);
         if storage == "disk" {
             // A new run reopens the file and reuses it; the wrong k is refused.
-            let mut reopened = TeacherCache::new(6, &CacheStorage::Disk(path.clone())).unwrap();
+            let mut reopened = TeacherCache::new(3, &CacheStorage::Disk(path.clone())).unwrap();
             assert_eq!(reopened.len(), 2);
             let e = reopened.get(5).unwrap().unwrap();
-            assert_eq!(e, TopKLogits::from_logits(t_logits.clone().reshape([4, 1, 6]), 6).unwrap());
-            assert!(matches!(TeacherCache::new(3, &CacheStorage::Disk(path.clone())), Err(DistillError::Cache(_))));
+            assert_eq!(e, entry, "values, indices and tail log-sum-exp survive the round trip");
+            assert!(e.tail_lse().iter().all(|t| t.is_finite()));
+            assert!(matches!(TeacherCache::new(4, &CacheStorage::Disk(path.clone())), Err(DistillError::Cache(_))));
+            // A flipped byte in a tail value is caught when read.
+            let mut bytes = std::fs::read(&path).unwrap();
+            let first_tail = 8 + 40 + 4 * 3 * 8; // magic, header, values + indices of 4 rows × 3
+            bytes[first_tail..first_tail + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            let mut corrupt = TeacherCache::new(3, &CacheStorage::Disk(path.clone())).unwrap();
+            let r = corrupt.get(5);
+            assert!(matches!(r, Err(DistillError::Cache(_))), "{r:?}");
             // Truncation and foreign files are detected.
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-            let e = TeacherCache::new(6, &CacheStorage::Disk(path.clone())).unwrap_err();
+            let e = TeacherCache::new(3, &CacheStorage::Disk(path.clone())).unwrap_err();
             assert!(e.to_string().contains("truncated"), "{e}");
             std::fs::write(&path, b"not a cache file").unwrap();
-            assert!(matches!(TeacherCache::new(6, &CacheStorage::Disk(path.clone())), Err(DistillError::Cache(_))));
+            assert!(matches!(TeacherCache::new(3, &CacheStorage::Disk(path.clone())), Err(DistillError::Cache(_))));
             let _ = std::fs::remove_file(&path);
         }
     }
