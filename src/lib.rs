@@ -11,6 +11,7 @@
 //! | `kernels` (default) | [`kernels`] | `ember-kernels`: int8 GEMM (u8·i8 → i32) with runtime CPU dispatch |
 //! | `layers` (default) | [`layers`] | `ember-layers`: factorized embeddings, cross-layer sharing, prunable attention / FFN, parameter accounting |
 //! | `quant` (default) | [`quant`] | `ember-quant`: int8 quantization of Burn models (dynamic / static int8 `Linear`, observers, QAT, SmoothQuant) |
+//! | `prune` (default) | [`prune`] | `ember-prune`: pruning masks (magnitude / random / Wanda / movement; unstructured, N:M, neurons; per layer or global), cubic schedules, masks that persist through fine-tuning |
 //! | `distill` (default) | [`distill`] | `ember-distill`: knowledge distillation losses (T²-scaled KD, hidden / attention / relation / PKD), layer maps, projections, the `Distiller`, a top-k teacher cache |
 //!
 //! ```
@@ -31,3 +32,6 @@ pub use ember_layers as layers;
 
 #[cfg(feature = "distill")]
 pub use ember_distill as distill;
+
+#[cfg(feature = "prune")]
+pub use ember_prune as prune;

@@ -1,0 +1,129 @@
+//! Pruning cost and payoff, measured in one run.
+//!
+//! `cargo run --release -p ember-prune --example prune_table -- [--json] [--threads N]`
+//!
+//! 1. `global_magnitude`: the time `Pruner::compute_masks` takes to choose one global
+//!    magnitude threshold over every weight of a ~100M-parameter stack of BERT-base-shaped
+//!    `Linear`s (read from the device, scored, ranked with `select_nth_unstable`), at 50 % and
+//!    90 % sparsity.
+//! 2. `structured_linear`: a 768 → 3072 `Linear` before and after removing half its output
+//!    neurons with `shrink_linear_pair` (the dense layer is the baseline, timed in the same
+//!    run, round-robin).
+//!
+//! With `PRUNE_TABLE_PHASES=1` it also prints the selection alone (host scores already in
+//! memory) on stderr.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+use ember_prune::{PruneConfig, Pruner, Scope, shrink_linear_pair};
+
+#[derive(Module, Debug)]
+struct Stack {
+    layers: Vec<Linear>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut json = false;
+    let mut threads = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--threads" => threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
+            other => panic!("unknown argument {other} (--json, --threads N)"),
+        }
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");
+    let device = Device::flex();
+
+    // 14 BERT-base encoder layers' Linear weights: 4 × 768², 768 × 3072, 3072 × 768.
+    let shapes = [(768, 768), (768, 768), (768, 768), (768, 768), (768, 3072), (3072, 768)];
+    let stack = Stack {
+        layers: (0..14)
+            .flat_map(|_| shapes)
+            .map(|(i, o)| LinearConfig::new(i, o).with_bias(false).init(&device))
+            .collect(),
+    };
+    // Burn initializes parameters lazily: materialize them before timing.
+    for l in &stack.layers {
+        let _ = l.weight.val();
+    }
+    let params = stack.num_params();
+    if !json {
+        println!("global magnitude mask over {params} weights ({} Linears), {threads} thread(s)\n", stack.layers.len());
+        println!("| sparsity | seconds | zeros |");
+        println!("|---:|---:|---:|");
+    }
+    for sparsity in [0.5, 0.9] {
+        let pruner = Pruner::new(PruneConfig::new(sparsity).with_scope(Scope::Global)).expect("valid config");
+        let start = Instant::now();
+        let masks = pruner.compute_masks(&stack).expect("masks");
+        let seconds = start.elapsed().as_secs_f64();
+        let zeros: usize = masks.values().map(|m| m.iter().filter(|k| !**k).count()).sum();
+        if std::env::var("PRUNE_TABLE_PHASES").is_ok() {
+            // The selection alone, on host scores already in memory.
+            let host: Vec<Vec<f32>> = stack
+                .layers
+                .iter()
+                .map(|l| l.weight.val().abs().into_data().convert::<f32>().try_into_vec::<f32>().unwrap())
+                .collect();
+            let refs: Vec<&[f32]> = host.iter().map(|v| v.as_slice()).collect();
+            let t = Instant::now();
+            let _ = ember_prune::mask::global(&refs, sparsity).unwrap();
+            eprintln!("selection alone: {:.3} s", t.elapsed().as_secs_f64());
+        }
+        if json {
+            println!(
+                "{{\"case\": \"global_magnitude\", \"params\": {params}, \"sparsity\": {sparsity}, \"seconds\": {seconds:.3}}}"
+            );
+        } else {
+            println!("| {:.0}% | {seconds:.3} | {zeros} |", sparsity * 100.0);
+        }
+    }
+    drop(stack);
+
+    let dense: Linear = LinearConfig::new(768, 3072).init(&device);
+    let next: Linear = LinearConfig::new(3072, 768).init(&device);
+    let keep: Vec<bool> = (0..3072).map(|j| j % 2 == 0).collect();
+    let (pruned, _) = shrink_linear_pair(&dense, &next, &keep).expect("shrink");
+    if !json {
+        println!("\nLinear 768 → 3072, half the output neurons removed (768 → 1536), Flex f32\n");
+        println!("| rows | dense (µs) | pruned (µs) | speed-up |");
+        println!("|---:|---:|---:|---:|");
+    }
+    for rows in [1usize, 32] {
+        let x = Tensor::<2>::ones([rows, 768], &device);
+        let time = |l: &Linear| {
+            let start = Instant::now();
+            let y = l.forward(x.clone());
+            let _ = y.into_data();
+            start.elapsed().as_secs_f64() * 1e6
+        };
+        for _ in 0..20 {
+            time(&dense);
+            time(&pruned);
+        }
+        let (mut d, mut p) = (Vec::new(), Vec::new());
+        for _ in 0..300 {
+            d.push(time(&dense));
+            p.push(time(&pruned));
+        }
+        let (d, p) = (median(&mut d), median(&mut p));
+        if json {
+            println!(
+                "{{\"case\": \"structured_linear\", \"rows\": {rows}, \"d_in\": 768, \"d_out\": 3072, \"dense_us\": {d:.1}, \"pruned_us\": {p:.1}, \"speedup\": {:.2}}}",
+                d / p
+            );
+        } else {
+            println!("| {rows} | {d:.1} | {p:.1} | {:.2}× |", d / p);
+        }
+    }
+}
