@@ -4,7 +4,7 @@
 //!
 //! 1. `global_magnitude`: the time `Pruner::compute_masks` takes to choose one global
 //!    magnitude threshold over every weight of a ~100M-parameter stack of BERT-base-shaped
-//!    `Linear`s (read from the device, scored, ranked with `select_nth_unstable`), at 50 % and
+//!    `Linear`s (read from the device, scored, threshold by radix selection), at 50 % and
 //!    90 % sparsity.
 //! 2. `structured_linear`: a 768 → 3072 `Linear` before and after removing half its output
 //!    neurons with `shrink_linear_pair` (the dense layer is the baseline, timed in the same

@@ -188,14 +188,30 @@ pub fn is_n_m(values: &[f32], d_in: usize, d_out: usize, n: usize, m: usize) -> 
 /// Which axis of a `[d_in, d_out]` weight a structured mask removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Axis {
-    /// Output neurons (columns of Burn's `[d_in, d_out]` weight, and the bias entries).
+    /// Output neurons (columns of Burn's `[d_in, d_out]` weight). A mask leaves the bias entry,
+    /// so a masked neuron still outputs its bias; physical removal (`shrink_*`) removes both.
     Output,
     /// Input features (rows).
     Input,
 }
 
+/// Per-neuron sums of a `[d_in, d_out]` weight's scores along `axis` (signed criteria such as
+/// movement).
+///
+/// # Panics
+/// If `scores` is shorter than `d_in · d_out`.
+pub fn neuron_sums(scores: &[f32], d_in: usize, d_out: usize, axis: Axis) -> Vec<f32> {
+    match axis {
+        Axis::Output => (0..d_out).map(|j| (0..d_in).map(|i| scores[i * d_out + j]).sum()).collect(),
+        Axis::Input => (0..d_in).map(|i| scores[i * d_out..(i + 1) * d_out].iter().sum()).collect(),
+    }
+}
+
 /// Per-neuron L2 norms of a `[d_in, d_out]` weight's scores along `axis` (the structured
 /// magnitude criterion: Li et al. 2017 use L1 of filters; L2 is the common choice for Linear).
+///
+/// # Panics
+/// If `scores` is shorter than `d_in · d_out`.
 pub fn neuron_norms(scores: &[f32], d_in: usize, d_out: usize, axis: Axis) -> Vec<f32> {
     match axis {
         Axis::Output => {
@@ -208,6 +224,9 @@ pub fn neuron_norms(scores: &[f32], d_in: usize, d_out: usize, axis: Axis) -> Ve
 }
 
 /// Expands a per-neuron keep-mask to a `[d_in, d_out]` element mask.
+///
+/// # Panics
+/// If `neurons` is shorter than the axis (`d_out` or `d_in`); the pruning APIs check this.
 pub fn expand_neurons(neurons: &[bool], d_in: usize, d_out: usize, axis: Axis) -> Vec<bool> {
     (0..d_in * d_out)
         .map(|idx| match axis {

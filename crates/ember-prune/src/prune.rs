@@ -56,7 +56,7 @@ pub enum Granularity {
     /// Single weights.
     Unstructured,
     /// `n` kept of every `m` consecutive input features of each output (2:4, 4:8); the
-    /// configured sparsity is ignored (it is `1 − n/m`).
+    /// configured sparsity and scope are ignored (it is `1 − n/m` in every layer).
     NM {
         /// Kept per group.
         n: usize,
@@ -64,7 +64,7 @@ pub enum Granularity {
         m: usize,
     },
     /// Whole output neurons or input features of each weight, scored by the L2 norm of their
-    /// scores.
+    /// scores (the sum, for movement scores); the sparsity counts neurons.
     Neurons(Axis),
 }
 
@@ -256,6 +256,39 @@ impl Reparameterizer for Attach {
     }
 }
 
+/// Every reparameterized parameter of a model: (parameter path, reparameterization name).
+fn reparameterized<M: Module>(model: &M) -> Vec<(String, String)> {
+    #[derive(Default)]
+    struct Finder {
+        path: Vec<String>,
+        found: Vec<(String, String)>,
+    }
+    impl ModuleVisitor for Finder {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            if container_type == "Reparameterization" {
+                self.found.push((self.path.join("."), name.to_string()));
+            }
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+    }
+    let mut f = Finder::default();
+    model.visit(&mut f);
+    f.found
+}
+
+fn foreign_reparam(path: &str, name: &str) -> PruneError {
+    PruneError::InvalidConfig {
+        what: format!("parameter {path}"),
+        value: format!("already reparameterized ({name})"),
+        expected:
+            "a plain weight: fold it first (fold_masks / Module::materialize); Burn does not nest reparameterizations"
+                .into(),
+    }
+}
+
 /// Reads the Ember masks attached to a model's weights.
 #[derive(Default)]
 struct MaskReader {
@@ -380,6 +413,10 @@ impl Reparameterizer for &mut Attach {
 /// [`PruneError::Shape`] when a mask's length differs from its weight or a path is not a
 /// rank-2 weight of `model`, [`PruneError::EmptySelection`] when a path is not found.
 pub fn apply_masks<M: Module>(model: M, masks: HashMap<String, Vec<bool>>) -> Result<M> {
+    // Burn keeps an existing reparameterization over a new one: refuse instead of ignoring.
+    if let Some((path, name)) = reparameterized(&model).iter().find(|(p, _)| masks.contains_key(p)) {
+        return Err(foreign_reparam(path, name));
+    }
     let mut attach = Attach::new(masks);
     let model = model.apply_reparameterization(&mut attach);
     if let Some(e) = attach.errors.first() {
@@ -475,17 +512,25 @@ impl Pruner {
     }
 
     /// Returns `model` with a mask on every selected weight, and the sparsity report. A model
-    /// that already carries Ember masks is folded first (the new masks replace them; weights
-    /// already zero are ranked lowest, so masks only grow under magnitude and Wanda).
+    /// that already carries Ember masks is folded first: the selected weights get new masks
+    /// (weights already zero rank lowest, so unstructured and neuron masks only grow; N:M may
+    /// have to keep a zero in a group with more than `m − n` zeros), the others keep theirs.
     ///
     /// # Errors
     /// [`PruneError::EmptySelection`] when nothing matches; [`PruneError::NM`] when `m` does not
     /// divide a selected weight's input dimension; [`PruneError::InvalidConfig`] /
     /// [`PruneError::Shape`] for missing or mis-sized Wanda norms or movement scores;
-    /// [`PruneError::NonFinite`] for NaN weights.
+    /// [`PruneError::NonFinite`] for NaN weights; [`PruneError::InvalidConfig`] when a weight
+    /// carries another reparameterization (LoRA, QAT fake-quant): fold it first.
     pub fn prune<M: Module>(&self, model: M) -> Result<(M, SparsityReport)> {
         let candidates = self.collect(&model)?;
-        let model = if candidates.iter().any(|c| c.masked) { model.materialize() } else { model };
+        let existing = reparameterized(&model);
+        if let Some((path, name)) = existing.iter().find(|(_, n)| n.as_str() != PruneMask::NAME) {
+            return Err(foreign_reparam(path, name));
+        }
+        // Masks of weights outside this pass's selection survive the fold and are re-attached.
+        let mut kept_masks = current_masks(&model);
+        let model = if existing.is_empty() { model } else { model.materialize() };
         let masks = self.masks(&candidates)?;
         let report = SparsityReport::new(
             candidates
@@ -494,8 +539,11 @@ impl Pruner {
                 .map(|(c, m)| LayerSparsity::from_mask(&c.path, c.dims, &c.values, m))
                 .collect(),
         );
-        let attach = Attach::new(candidates.iter().map(|c| c.path.clone()).zip(masks).collect());
-        Ok((model.apply_reparameterization(attach), report))
+        for c in &candidates {
+            kept_masks.remove(&c.path);
+        }
+        kept_masks.extend(candidates.iter().map(|c| c.path.clone()).zip(masks));
+        Ok((model.apply_reparameterization(Attach::new(kept_masks)), report))
     }
 
     /// The keep-masks the pass would attach, by weight path, without changing the model.
@@ -612,7 +660,12 @@ impl Pruner {
                     .zip(&scores)
                     .map(|(c, sc)| {
                         let finite: Vec<f32> = sc.iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect();
-                        mask::neuron_norms(&finite, c.dims[0], c.dims[1], axis)
+                        if self.config.criterion == Criterion::Movement {
+                            // Signed: neurons whose weights move towards zero rank lowest.
+                            mask::neuron_sums(&finite, c.dims[0], c.dims[1], axis)
+                        } else {
+                            mask::neuron_norms(&finite, c.dims[0], c.dims[1], axis)
+                        }
                     })
                     .collect();
                 let neuron_masks = match scope {

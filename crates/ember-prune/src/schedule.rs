@@ -52,9 +52,12 @@ impl CubicSchedule {
         Ok(CubicSchedule { initial, final_sparsity, start_step, end_step, frequency })
     }
 
-    /// Whether masks are recomputed at `step` (`t₀, t₀ + Δt, …` up to `end_step`).
+    /// Whether masks are recomputed at `step`: `t₀, t₀ + Δt, …`, and `end_step` itself (so the
+    /// final sparsity is applied even when the span is not a multiple of `Δt`).
     pub fn is_update_step(&self, step: usize) -> bool {
-        step >= self.start_step && step <= self.end_step && (step - self.start_step).is_multiple_of(self.frequency)
+        step >= self.start_step
+            && step <= self.end_step
+            && ((step - self.start_step).is_multiple_of(self.frequency) || step == self.end_step)
     }
 
     /// The target sparsity at `step`.

@@ -97,11 +97,12 @@ impl SparseWeight {
             SparseFormat::Csr => {
                 let mut offset = 0u32;
                 b.extend_from_slice(&offset.to_le_bytes());
-                for row in values.chunks(d_out.max(1)).take(d_in) {
-                    offset += row.iter().filter(|v| **v != 0.0).count() as u32;
+                for r in 0..d_in {
+                    offset += values[r * d_out..(r + 1) * d_out].iter().filter(|v| **v != 0.0).count() as u32;
                     b.extend_from_slice(&offset.to_le_bytes());
                 }
-                for row in values.chunks(d_out.max(1)).take(d_in) {
+                for r in 0..d_in {
+                    let row = &values[r * d_out..(r + 1) * d_out];
                     for (j, v) in row.iter().enumerate() {
                         if *v != 0.0 {
                             b.extend_from_slice(&(j as u32).to_le_bytes());
@@ -157,8 +158,20 @@ impl SparseWeight {
     /// [`SparseWeight::from_bytes`] of foreign data).
     pub fn decode(&self) -> Result<Vec<f32>> {
         let [d_in, d_out] = self.dims;
-        let n_all = d_in * d_out;
         let b = &self.bytes;
+        // Check the payload can hold the shape before allocating (headers may be corrupt).
+        let n_all = d_in.checked_mul(d_out).ok_or_else(|| corrupt("shape overflows"))?;
+        let min_len = match self.format {
+            SparseFormat::Bitmask => Some(n_all.div_ceil(8)),
+            SparseFormat::Csr => d_in.checked_add(1).and_then(|r| r.checked_mul(4)),
+            SparseFormat::NM { n, m } => {
+                check_n_m(n, m, d_in)?;
+                (d_in / m).checked_mul(d_out).and_then(|g| g.checked_mul(n)).and_then(|c| c.checked_mul(4))
+            }
+        };
+        if min_len.is_none_or(|l| b.len() < l) {
+            return Err(corrupt("payload shorter than its shape needs"));
+        }
         let mut out = vec![0f32; n_all];
         match self.format {
             SparseFormat::Bitmask => {

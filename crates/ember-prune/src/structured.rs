@@ -12,14 +12,14 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, Param};
+use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Gradients, Int, Tensor, TensorData};
 use ember_layers::{FeedForward, MultiHeadAttention};
 
 use crate::error::{PruneError, Result};
 use crate::mask::{Axis, expand_neurons};
-use crate::prune::Attach;
+use crate::prune::apply_masks;
 
 fn kept(keep: &[bool], what: &str, expected: usize) -> Result<Vec<i64>> {
     if keep.len() != expected {
@@ -104,6 +104,7 @@ pub fn shrink_feed_forward(ffn: &FeedForward, keep: &[bool]) -> Result<FeedForwa
 /// when no head is kept.
 pub fn shrink_attention(att: &MultiHeadAttention, keep_heads: &[bool]) -> Result<MultiHeadAttention> {
     kept(keep_heads, "head", att.n_heads)?;
+    check_attention(att)?;
     let cols = head_columns(keep_heads, att.head_dim);
     let idx: Vec<i64> = cols.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as i64).collect();
     Ok(MultiHeadAttention {
@@ -117,6 +118,26 @@ pub fn shrink_attention(att: &MultiHeadAttention, keep_heads: &[bool]) -> Result
     })
 }
 
+/// The projections must be `n_heads · head_dim` wide.
+fn check_attention(att: &MultiHeadAttention) -> Result<()> {
+    let width = att.n_heads * att.head_dim;
+    for (what, got) in [
+        ("query", dims(&att.query)[1]),
+        ("key", dims(&att.key)[1]),
+        ("value", dims(&att.value)[1]),
+        ("output (input width)", dims(&att.output)[0]),
+    ] {
+        if got != width {
+            return Err(PruneError::Shape {
+                what: format!("attention {what}"),
+                expected: format!("{width} (n_heads · head_dim)"),
+                actual: got.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Per-column keep flags of the `n_heads · head_dim` projection width.
 fn head_columns(keep_heads: &[bool], head_dim: usize) -> Vec<bool> {
     keep_heads.iter().flat_map(|k| std::iter::repeat_n(*k, head_dim)).collect()
@@ -128,13 +149,20 @@ fn head_columns(keep_heads: &[bool], head_dim: usize) -> Vec<bool> {
 /// # Errors
 /// As [`shrink_feed_forward`].
 pub fn mask_feed_forward(ffn: FeedForward, keep: &[bool]) -> Result<FeedForward> {
-    let ([d_model, d_ff], [_, d_out]) = (dims(&ffn.inner), dims(&ffn.outer));
+    let ([d_model, d_ff], [outer_in, d_out]) = (dims(&ffn.inner), dims(&ffn.outer));
+    if outer_in != d_ff {
+        return Err(PruneError::Shape {
+            what: "outer layer input".into(),
+            expected: d_ff.to_string(),
+            actual: outer_in.to_string(),
+        });
+    }
     kept(keep, "neuron", d_ff)?;
     let masks = HashMap::from([
         ("inner.weight".to_string(), expand_neurons(keep, d_model, d_ff, Axis::Output)),
         ("outer.weight".to_string(), expand_neurons(keep, d_ff, d_out, Axis::Input)),
     ]);
-    Ok(ffn.apply_reparameterization(Attach::new(masks)))
+    apply_masks(ffn, masks)
 }
 
 /// Masks (without shrinking) attention heads: their query/key/value columns and output rows.
@@ -144,6 +172,7 @@ pub fn mask_feed_forward(ffn: FeedForward, keep: &[bool]) -> Result<FeedForward>
 /// As [`shrink_attention`].
 pub fn mask_attention(att: MultiHeadAttention, keep_heads: &[bool]) -> Result<MultiHeadAttention> {
     kept(keep_heads, "head", att.n_heads)?;
+    check_attention(&att)?;
     let cols = head_columns(keep_heads, att.head_dim);
     let [d_model, width] = dims(&att.query);
     let [_, d_out] = dims(&att.output);
@@ -154,7 +183,7 @@ pub fn mask_attention(att: MultiHeadAttention, keep_heads: &[bool]) -> Result<Mu
         ("value.weight".to_string(), qkv),
         ("output.weight".to_string(), expand_neurons(&cols, width, d_out, Axis::Input)),
     ]);
-    Ok(att.apply_reparameterization(Attach::new(masks)))
+    apply_masks(att, masks)
 }
 
 fn host(t: Tensor<2>) -> Vec<f32> {
@@ -164,7 +193,10 @@ fn host(t: Tensor<2>) -> Vec<f32> {
 /// Magnitude importance of each hidden neuron of a feed-forward block:
 /// `‖inner[:, j]‖₂ · ‖outer[j, :]‖₂`.
 pub fn ffn_neuron_scores(ffn: &FeedForward) -> Vec<f32> {
-    let ([d_model, d_ff], [_, d_out]) = (dims(&ffn.inner), dims(&ffn.outer));
+    let ([d_model, d_ff], [outer_in, d_out]) = (dims(&ffn.inner), dims(&ffn.outer));
+    if outer_in != d_ff {
+        return Vec::new();
+    }
     let (w1, w2) = (host(ffn.inner.weight.val()), host(ffn.outer.weight.val()));
     (0..d_ff)
         .map(|j| {
@@ -179,8 +211,8 @@ pub fn ffn_neuron_scores(ffn: &FeedForward) -> Vec<f32> {
 /// each head's context. Since the output projection `W_o` is linear in the context,
 /// `∂L/∂ξ_h = Σ_{d ∈ head h} Σ_k W_o[d, k] · ∂L/∂W_o[d, k]`, so the importance comes from the
 /// output projection's weight and gradient alone: no gate in the model is needed. Accumulated
-/// per batch (the paper takes the absolute value per example; per batch is an upper-level
-/// approximation of it).
+/// per batch (the paper takes the absolute value per example; `|Σ_batch|` is a lower bound of
+/// the per-example sum).
 #[derive(Clone, Debug, Default)]
 pub struct HeadImportance {
     scores: HashMap<String, Vec<f64>>,

@@ -378,3 +378,28 @@ fn masks_save_load_and_reapply() {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+#[test]
+fn a_narrower_second_pass_keeps_the_other_masks_and_reparameterized_targets_are_refused() {
+    let d = Device::flex();
+    let (net, _) = Pruner::new(PruneConfig::new(0.5)).unwrap().prune(Net::new(&d)).unwrap();
+    let fc2_before = host(net.fc2.weight.val());
+    let config = PruneConfig::new(0.8).with_include(vec!["fc1".into()]);
+    let (net, report) = Pruner::new(config).unwrap().prune(net).unwrap();
+    assert_eq!(report.layers.len(), 1);
+    let masks = current_masks(&net);
+    assert_eq!(masks.len(), 2, "fc2 keeps its mask");
+    assert_eq!(masks["fc2.weight"].iter().filter(|k| !**k).count(), 128);
+    assert_eq!(host(net.fc2.weight.val()), fc2_before);
+    assert_eq!(masks["fc1.weight"].iter().filter(|k| !**k).count(), mask::pruned_count(512, 0.8));
+    // Burn would keep the old mask over a new one: refused instead.
+    let again = apply_masks(net, masks);
+    assert!(matches!(again, Err(PruneError::InvalidConfig { .. })));
+}
+
+#[test]
+fn the_schedule_reaches_its_final_sparsity_on_an_update_step() {
+    let s = CubicSchedule::new(0.0, 0.5, 0, 10, 4).unwrap();
+    assert!(s.is_update_step(8) && s.is_update_step(10) && !s.is_update_step(9));
+    assert_eq!(s.sparsity_at(10), 0.5);
+}

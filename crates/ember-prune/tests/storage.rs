@@ -85,3 +85,16 @@ fn files_round_trip_and_corruption_is_an_error() {
     assert!(matches!(SparseWeight::encode(&w, [8, 5], SparseFormat::Csr), Err(PruneError::Shape { .. })));
     assert!(SparseWeight::from_bytes(b"not a sparse weight at all, really no").is_err());
 }
+
+#[test]
+fn corrupt_headers_are_errors_not_aborts() {
+    let w = SparseWeight::encode(&[0.0, 1.0, 0.0, 2.0], [2, 2], SparseFormat::Bitmask).unwrap();
+    let mut b = w.to_bytes();
+    // Claim a 2^31 × 2^31 weight with the same tiny payload.
+    b[5..9].copy_from_slice(&(1u32 << 31).to_le_bytes());
+    b[9..13].copy_from_slice(&(1u32 << 31).to_le_bytes());
+    assert!(SparseWeight::from_bytes(&b).is_err());
+    // CSR with no output columns round-trips.
+    let empty = SparseWeight::encode(&[], [3, 0], SparseFormat::Csr).unwrap();
+    assert_eq!(empty.decode().unwrap(), Vec::<f32>::new());
+}
