@@ -175,8 +175,11 @@ impl ConfusionMatrix {
         Ok(())
     }
 
-    /// `counts[label][prediction]`.
+    /// `counts[label][prediction]`; 0 for indices outside the classes.
     pub fn count(&self, label: usize, prediction: usize) -> u64 {
+        if label >= self.classes || prediction >= self.classes {
+            return 0;
+        }
         self.counts[label * self.classes + prediction]
     }
 

@@ -27,6 +27,9 @@ fn precision_recall_f1_match_scikit_learns_documented_example() {
     close(w.f1, 4.0 / 15.0, 1e-12);
     assert_eq!(cm.class(0), Prf { precision: 2.0 / 3.0, recall: 1.0, f1: 0.8 });
     assert_eq!(cm.class(1).f1, 0.0);
+    assert_eq!((cm.count(0, 0), cm.count(7, 0)), (2, 0), "out-of-range indices count nothing");
+    assert!(matches!(cm.update(&[3], &[0]), Err(EvalError::InvalidClass { class: 3, classes: 3, .. })));
+    assert!(matches!(ConfusionMatrix::new(1), Err(EvalError::InvalidConfig { .. })));
 }
 
 #[test]
