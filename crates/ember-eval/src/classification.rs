@@ -175,7 +175,12 @@ impl ConfusionMatrix {
         Ok(())
     }
 
-    /// `counts[label][prediction]`; 0 for indices outside the classes.
+    /// The number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// How often `label` was predicted as `prediction` (0 outside the classes).
     pub fn count(&self, label: usize, prediction: usize) -> u64 {
         if label >= self.classes || prediction >= self.classes {
             return 0;

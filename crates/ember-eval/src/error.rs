@@ -53,6 +53,14 @@ pub enum EvalError {
         /// The cause.
         message: String,
     },
+    /// A tensor whose values cannot be read to the host in the expected element type.
+    #[error("cannot read {what} from the device: {message}")]
+    Data {
+        /// Which tensor.
+        what: String,
+        /// The cause.
+        message: String,
+    },
     /// An invalid setting (k = 0, a positive class outside the classes, …).
     #[error("invalid {what} = {value}: {expected}")]
     InvalidConfig {

@@ -24,12 +24,13 @@
 //! - [`latency`] — [`measure`]: warm-up, budgets, p50/p90/p99, items/s and tokens/s.
 //! - [`report`] — [`CompressionReport`] (markdown, JSON, SVG) and [`EnergyModel`] (Horowitz 2014).
 //! - [`language`] — [`Perplexity`], [`SquadMetric`], [`MultiRc`], [`normalize_answer`].
+//! - [`size`] — [`ModelSize`]: bytes by component and dtype for any Burn module, [`file_size`],
+//!   linear multiply-accumulates by dtype for the energy estimate.
+//! - [`tensor`] — `update_tensor` on every accumulator: metrics straight from Burn tensors.
 //!
-//! Guide: `docs/evaluation.md`.
+//! The guide (docs/evaluation.md) follows; its examples run as doctests.
+#![doc = include_str!("../../../docs/evaluation.md")]
 //!
-//! ## Status
-//! Issue 7 continues: size accounting by component and dtype for Burn modules and metric
-//! updates straight from tensors.
 
 pub mod classification;
 pub mod error;
@@ -38,7 +39,9 @@ pub mod language;
 pub mod latency;
 pub mod regression;
 pub mod report;
+pub mod size;
 pub mod superglue;
+pub mod tensor;
 
 pub use classification::{Accuracy, Average, ConfusionMatrix, Prf, TopKAccuracy};
 pub use error::{EvalError, Result};
@@ -47,6 +50,7 @@ pub use language::{MultiRc, Perplexity, SquadMetric, exact_match, normalize_answ
 pub use latency::{LatencyConfig, LatencyReport, measure, percentile, summarize};
 pub use regression::{Correlation, average_ranks};
 pub use report::{CompressionReport, EnergyModel, StageRow};
+pub use size::{Component, ModelSize, TensorSize, file_size};
 pub use superglue::{
     MultiRcQuestion, RecordQuery, SgExample, SgScore, SgSplit, SuperGlueTask, evaluate_multirc, evaluate_record,
     superglue_score,

@@ -96,6 +96,16 @@ impl EnergyModel {
             + dram_bytes as f64 * self.dram_byte_pj)
             * 1e-9
     }
+
+    /// Millijoules for one inference over `tokens` tokens of a model of size `size`: the
+    /// linear layers' multiply-accumulates by dtype ([`crate::ModelSize::linear_macs_per_token`]
+    /// times `tokens`) and every stored byte read once from DRAM (batch 1: weights are not
+    /// reused across examples). Attention products are left out, so transformer estimates are
+    /// low for long sequences.
+    pub fn estimate_module(&self, size: &crate::ModelSize, tokens: u64) -> f64 {
+        let (float, int8) = size.linear_macs_per_token();
+        self.estimate_mj(float.saturating_mul(tokens), int8.saturating_mul(tokens), size.total_bytes() as u64)
+    }
 }
 
 /// The rows of a compression run.
