@@ -13,6 +13,7 @@
 //! | `quant` (default) | [`quant`] | `ember-quant`: int8 quantization of Burn models (dynamic / static int8 `Linear`, observers, QAT, SmoothQuant) |
 //! | `prune` (default) | [`prune`] | `ember-prune`: pruning masks (magnitude / random / Wanda / movement; unstructured, N:M, neurons; per layer or global), cubic schedules, masks that persist through fine-tuning |
 //! | `eval` (default) | [`eval`] | `ember-eval`: metrics (accuracy, P/R/F1, MCC, Pearson/Spearman, perplexity, SQuAD/MultiRC/ReCoRD), GLUE and SuperGLUE readers and scores, latency harness, compression report |
+//! | `models` (default) | [`models`] | `ember-models`: BERT / MiniLM from Hugging Face safetensors and tokenizer.json, a small causal LM with factorized embeddings and sharing |
 //! | `distill` (default) | [`distill`] | `ember-distill`: knowledge distillation losses (T²-scaled KD, hidden / attention / relation / PKD), layer maps, projections, the `Distiller`, a top-k teacher cache |
 //!
 //! ```
@@ -39,3 +40,5 @@ pub use ember_prune as prune;
 
 #[cfg(feature = "eval")]
 pub use ember_eval as eval;
+#[cfg(feature = "models")]
+pub use ember_models as models;

@@ -1,0 +1,208 @@
+//! all-MiniLM-L6-v2 sentence embeddings in f32 and int8: agreement (cosine) and encode latency.
+//!
+//! ```text
+//! scripts/fetch-minilm.sh
+//! cargo run --release -p ember-models --example minilm -- --model-dir models/all-minilm-l6-v2 [--json]
+//!     [--sentences FILE] [--embeddings-out FILE] [--threads N] [--min-ms MS] [--device flex|ndarray]
+//!     [--save-dir DIR]
+//! ```
+//!
+//! int8: per-output-channel symmetric weights (ember-quant's default), per-row dynamic affine
+//! u8 activations, int8 word/position/type tables with per-row scales. Latency is the median
+//! `embed` call (tokenized batch in, pooled embeddings out) at batch 1 and batch 32 (the first
+//! 32 sentences), `--threads` threads (1 by default) for both Burn and Ember's kernels.
+
+use burn::tensor::{Device, Tensor};
+use ember_eval::{LatencyConfig, measure};
+use ember_models::{Bert, TextTokenizer};
+use ember_quant::{QuantizeConfig, Quantizer, set_int8_threads};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The built-in set: 40 varied sentences (also used by the tests).
+const SENTENCES: &str = include_str!("../tests/data/sentences.txt");
+
+struct Args {
+    model_dir: PathBuf,
+    json: bool,
+    sentences: Option<PathBuf>,
+    embeddings_out: Option<PathBuf>,
+    save_dir: Option<PathBuf>,
+    threads: usize,
+    min_ms: u64,
+    device: String,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        model_dir: PathBuf::from("models/all-minilm-l6-v2"),
+        json: false,
+        sentences: None,
+        embeddings_out: None,
+        save_dir: None,
+        threads: 1,
+        min_ms: 1500,
+        device: "flex".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--model-dir" => a.model_dir = val().into(),
+            "--json" => a.json = true,
+            "--sentences" => a.sentences = Some(val().into()),
+            "--embeddings-out" => a.embeddings_out = Some(val().into()),
+            "--save-dir" => a.save_dir = Some(val().into()),
+            "--threads" => a.threads = val().parse().expect("--threads N"),
+            "--min-ms" => a.min_ms = val().parse().expect("--min-ms MS"),
+            "--device" => a.device = val(),
+            "-h" | "--help" => {
+                println!(
+                    "minilm --model-dir DIR [--json] [--sentences FILE] [--embeddings-out FILE] [--save-dir DIR] \
+                     [--threads N] [--min-ms MS] [--device flex|ndarray]"
+                );
+                std::process::exit(0);
+            }
+            other => panic!("unknown flag {other} (try --help)"),
+        }
+    }
+    a
+}
+
+fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, d] = t.dims();
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 embeddings")
+        .chunks(d)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut d, mut x, mut y) = (0f64, 0f64, 0f64);
+    for (p, q) in a.iter().zip(b) {
+        d += f64::from(*p) * f64::from(*q);
+        x += f64::from(*p).powi(2);
+        y += f64::from(*q).powi(2);
+    }
+    d / (x.sqrt() * y.sqrt()).max(1e-30)
+}
+
+#[allow(deprecated)] // NdArray is deprecated upstream; Ember still supports it.
+fn device(name: &str) -> Device {
+    match name {
+        "flex" => Device::flex(),
+        "ndarray" => Device::ndarray(),
+        other => panic!("--device {other}: expected flex or ndarray"),
+    }
+}
+
+fn main() {
+    let args = parse();
+    rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().expect("rayon pool");
+    set_int8_threads(args.threads);
+    let device = device(&args.device);
+
+    let sentences: Vec<String> = match &args.sentences {
+        Some(p) => std::fs::read_to_string(p)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        None => SENTENCES.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect(),
+    };
+    assert!(!sentences.is_empty(), "no sentences");
+
+    let (model, config) = Bert::from_pretrained(&args.model_dir, &device).unwrap_or_else(|e| panic!("{e}"));
+    let tok = TextTokenizer::from_file(args.model_dir.join("tokenizer.json"), config.max_position_embeddings)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (int8, report) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap_or_else(|e| panic!("{e}"));
+
+    let all = tok.encode_batch(&sentences).unwrap_or_else(|e| panic!("{e}"));
+    // Each sentence alone (no padding), so batching cannot hide a difference.
+    let mut f32_rows = Vec::new();
+    let mut int8_rows = Vec::new();
+    for chunk in 0..sentences.len().div_ceil(32) {
+        let part: Vec<&String> = sentences.iter().skip(chunk * 32).take(32).collect();
+        let b = tok.encode_batch(&part).unwrap();
+        f32_rows.extend(rows(model.embed(&b).unwrap()));
+        int8_rows.extend(rows(int8.embed(&b).unwrap()));
+    }
+    let cos: Vec<f64> = f32_rows.iter().zip(&int8_rows).map(|(a, b)| cosine(a, b)).collect();
+    let cos_mean = cos.iter().sum::<f64>() / cos.len() as f64;
+    let cos_min = cos.iter().copied().fold(f64::INFINITY, f64::min);
+
+    if let Some(p) = &args.embeddings_out {
+        let j = serde_json::json!({ "f32": f32_rows, "int8": int8_rows });
+        std::fs::write(p, j.to_string()).unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+    }
+
+    if args.json {
+        println!("{}", serde_json::json!({"sentences": sentences.len(), "cos_mean": cos_mean, "cos_min": cos_min}));
+    } else {
+        println!(
+            "all-MiniLM-L6-v2, {} sentences: int8 vs f32 embedding cosine mean {cos_mean:.5}, min {cos_min:.5}",
+            sentences.len()
+        );
+        println!("int8 layers: {}", report.layers.len());
+        println!("\n| batch | seq | threads | f32 ms | int8 ms | speedup |\n|---:|---:|---:|---:|---:|---:|");
+    }
+
+    for batch in [1usize, 32] {
+        if batch > sentences.len() {
+            continue;
+        }
+        let b = all.take(batch);
+        let cfg = LatencyConfig {
+            warmup: 3,
+            min_iterations: 10,
+            min_time: Duration::from_millis(args.min_ms),
+            max_iterations: 10_000,
+            items_per_call: batch,
+            tokens_per_call: b.tokens(),
+            threads: args.threads,
+        };
+        // Alternate the two so drift on a noisy machine hits both.
+        let mut f = Vec::new();
+        let mut q = Vec::new();
+        for _ in 0..2 {
+            f.push(measure("f32", &cfg, || drop(model.embed(&b).unwrap().into_data())).unwrap().p50_ms);
+            q.push(measure("int8", &cfg, || drop(int8.embed(&b).unwrap().into_data())).unwrap().p50_ms);
+        }
+        let f_ms = f.iter().copied().fold(f64::INFINITY, f64::min);
+        let q_ms = q.iter().copied().fold(f64::INFINITY, f64::min);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"batch": batch, "seq": b.seq, "threads": args.threads, "f32_ms": f_ms, "int8_ms": q_ms, "speedup": f_ms / q_ms})
+            );
+        } else {
+            println!("| {batch} | {} | {} | {f_ms:.2} | {q_ms:.2} | {:.2}× |", b.seq, args.threads, f_ms / q_ms);
+        }
+    }
+
+    if let Some(dir) = &args.save_dir {
+        std::fs::create_dir_all(dir).unwrap();
+        let f32_path = dir.join("minilm.f32.safetensors");
+        let int8_path = dir.join("minilm.int8.safetensors");
+        let fb = ember_quant::save_quantized(&model, &f32_path).unwrap();
+        let qb = ember_quant::save_quantized(&int8, &int8_path).unwrap();
+        let reloaded = ember_quant::load_quantized(config.init(&device).unwrap(), &int8_path).unwrap();
+        let same = rows(reloaded.embed(&all.take(4)).unwrap()) == rows(int8.embed(&all.take(4)).unwrap());
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"f32_bytes": fb, "int8_bytes": qb, "ratio": qb as f64 / fb as f64, "reload_identical": same})
+            );
+        } else {
+            println!(
+                "\nsaved: f32 {fb} bytes, int8 {qb} bytes ({:.3}×); reloaded int8 identical: {same}",
+                qb as f64 / fb as f64
+            );
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The crate's error type.
+
+use thiserror::Error;
+
+/// What went wrong building, loading or running a model.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// A file that cannot be read or written.
+    #[error("cannot access {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        message: String,
+    },
+    /// An invalid or unsupported model configuration (`config.json` or a builder).
+    #[error("invalid config {what} = {value}: {expected}")]
+    Config {
+        /// The setting.
+        what: String,
+        /// Its value.
+        value: String,
+        /// What would be valid.
+        expected: String,
+    },
+    /// A checkpoint tensor the model needs is absent.
+    #[error("checkpoint {file}: tensor `{tensor}` is missing (the model's `{param}` needs it)")]
+    MissingTensor {
+        /// The checkpoint.
+        file: String,
+        /// The checkpoint key looked for (after the Hugging Face → Ember name mapping).
+        tensor: String,
+        /// The model parameter.
+        param: String,
+    },
+    /// A checkpoint tensor the model has no place for (and which is not a known, ignorable
+    /// buffer or head).
+    #[error("checkpoint {file}: unexpected tensor `{tensor}` (not part of this model; wrong architecture or config?)")]
+    UnexpectedTensor {
+        /// The checkpoint.
+        file: String,
+        /// The tensor's key.
+        tensor: String,
+    },
+    /// A checkpoint tensor whose shape or dtype does not match the model's parameter.
+    #[error("checkpoint {file}: tensor `{tensor}` {message}")]
+    TensorMismatch {
+        /// The checkpoint.
+        file: String,
+        /// The tensor's key.
+        tensor: String,
+        /// Expected and found.
+        message: String,
+    },
+    /// A checkpoint file that is not valid safetensors (truncated, corrupt header, …).
+    #[error("checkpoint {file} is malformed: {message}")]
+    Checkpoint {
+        /// The checkpoint.
+        file: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A tokenizer file that cannot be loaded, or text that cannot be encoded.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// Inputs of the wrong shape or content (ids outside the vocabulary, too long, …).
+    #[error("invalid input {what}: {message}")]
+    Input {
+        /// Which input.
+        what: String,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+    /// An error from ember-quant (quantizing, saving or loading an int8 model).
+    #[error(transparent)]
+    Quant(#[from] ember_quant::QuantError),
+    /// An error from ember-layers (the causal LM's blocks).
+    #[error(transparent)]
+    Layers(#[from] ember_layers::LayerError),
+}
+
+/// `Result` with [`ModelError`].
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+pub(crate) fn config_err(what: &str, value: impl ToString, expected: &str) -> ModelError {
+    ModelError::Config { what: what.into(), value: value.to_string(), expected: expected.into() }
+}

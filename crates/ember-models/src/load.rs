@@ -1,0 +1,334 @@
+//! Loading Hugging Face BERT checkpoints (`model.safetensors`) into [`Bert`].
+//!
+//! The file is first checked as a whole: a valid safetensors header whose offsets fit the file,
+//! every Hugging Face key mapped to an Ember parameter ([`bert_param_path`]; `bert.` prefixes
+//! of task models stripped), nothing missing, nothing unexpected, shapes and dtypes right.
+//! Each problem is a typed [`ModelError`] naming the tensor. Then burn-store moves the data:
+//! a `SafetensorsStore` with one exact key remapping per tensor, the `PyTorchToBurnAdapter`
+//! (Linear weights `[out, in]` → `[in, out]`, LayerNorm `weight`/`bias` → `gamma`/`beta`) and a
+//! cast of f16 / bf16 / f64 checkpoints to f32.
+//!
+//! Known tensors outside the encoder are skipped and listed in [`LoadReport::ignored`]: the
+//! `position_ids` buffer, the pooler, and pre-training or task heads (`cls.*`, `classifier.*`,
+//! `qa_outputs.*`).
+
+use crate::bert::{Bert, BertConfig};
+use crate::error::{ModelError, Result};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::store::{
+    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
+use burn::tensor::{Bool, DType, Device, Int, Tensor};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What a checkpoint load did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Tensors loaded into the model.
+    pub applied: usize,
+    /// Checkpoint tensors deliberately skipped (buffers, pooler, heads).
+    pub ignored: Vec<String>,
+}
+
+/// Where a Hugging Face BERT key goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyMapping {
+    /// The Ember parameter path (LayerNorm names keep the checkpoint's `weight`/`bias`;
+    /// the adapter renames them).
+    Param(String),
+    /// A known tensor outside the encoder, skipped.
+    Ignored,
+    /// Not a BERT encoder tensor.
+    Unknown,
+}
+
+/// Maps a Hugging Face `BertModel` key (optionally under `bert.`) to the Ember path.
+///
+/// ```
+/// use ember_models::{KeyMapping, bert_param_path};
+/// assert_eq!(
+///     bert_param_path("bert.encoder.layer.3.attention.self.query.weight"),
+///     KeyMapping::Param("layers.3.query.weight".into())
+/// );
+/// assert_eq!(bert_param_path("pooler.dense.weight"), KeyMapping::Ignored);
+/// ```
+pub fn bert_param_path(key: &str) -> KeyMapping {
+    let key = key.strip_prefix("bert.").unwrap_or(key);
+    if key == "embeddings.position_ids"
+        || ["pooler.", "cls.", "classifier.", "qa_outputs."].iter().any(|p| key.starts_with(p))
+    {
+        return KeyMapping::Ignored;
+    }
+    let norm_param = |p: &str| matches!(p, "weight" | "bias" | "gamma" | "beta");
+    let lin_param = |p: &str| matches!(p, "weight" | "bias");
+    let parts: Vec<&str> = key.split('.').collect();
+    let mapped = match parts.as_slice() {
+        ["embeddings", "word_embeddings", "weight"] => Some("embeddings.word.weight".to_string()),
+        ["embeddings", "position_embeddings", "weight"] => Some("embeddings.position.weight".to_string()),
+        ["embeddings", "token_type_embeddings", "weight"] => Some("embeddings.token_type.weight".to_string()),
+        ["embeddings", "LayerNorm", p] if norm_param(p) => Some(format!("embeddings.norm.{p}")),
+        ["encoder", "layer", n, rest @ ..] if n.parse::<usize>().is_ok() => {
+            let field = match rest {
+                ["attention", "self", m @ ("query" | "key" | "value"), p] if lin_param(p) => Some((*m, *p)),
+                ["attention", "output", "dense", p] if lin_param(p) => Some(("attn_out", *p)),
+                ["attention", "output", "LayerNorm", p] if norm_param(p) => Some(("attn_norm", *p)),
+                ["intermediate", "dense", p] if lin_param(p) => Some(("ffn_up", *p)),
+                ["output", "dense", p] if lin_param(p) => Some(("ffn_down", *p)),
+                ["output", "LayerNorm", p] if norm_param(p) => Some(("ffn_norm", *p)),
+                _ => None,
+            };
+            field.map(|(f, p)| format!("layers.{n}.{f}.{p}"))
+        }
+        _ => None,
+    };
+    mapped.map_or(KeyMapping::Unknown, KeyMapping::Param)
+}
+
+/// A parameter the model expects: its path in checkpoint naming and the checkpoint's shape.
+struct Expected {
+    shape: Vec<usize>,
+}
+
+#[derive(Default)]
+struct ExpectVisitor {
+    path: Vec<String>,
+    container: Vec<String>,
+    out: BTreeMap<String, Expected>,
+}
+
+impl ExpectVisitor {
+    fn add(&mut self, shape: Vec<usize>) {
+        if self.container.iter().any(|c| c.ends_with("QuantState")) {
+            return; // int8 state: not in float checkpoints
+        }
+        let n = self.path.len();
+        let owner = self.container.last().map_or("", String::as_str);
+        let mut path = self.path.clone();
+        let mut shape = shape;
+        if is_type(owner, "LayerNorm") && n > 0 {
+            // Burn's gamma/beta are the checkpoint's weight/bias (the adapter renames them).
+            path[n - 1] = match path[n - 1].as_str() {
+                "gamma" => "weight".into(),
+                "beta" => "bias".into(),
+                other => other.into(),
+            };
+        }
+        if is_type(owner, "Linear") && path.last().is_some_and(|p| p == "weight") && shape.len() == 2 {
+            shape.reverse(); // PyTorch stores [out, in]
+        }
+        self.out.insert(path.join("."), Expected { shape });
+    }
+}
+
+impl ModuleVisitor for ExpectVisitor {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_string());
+        self.container.push(container_type.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.container.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.add(param.val().dims().to_vec());
+    }
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
+        self.add(param.val().dims().to_vec());
+    }
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
+        self.add(param.val().dims().to_vec());
+    }
+}
+
+/// Whether a visitor's container type (`"Struct:LayerNorm"` or `"LayerNorm"`) names `name`.
+fn is_type(container: &str, name: &str) -> bool {
+    container.rsplit(':').next() == Some(name)
+}
+
+fn normalize_norm_name(path: &str) -> String {
+    if let Some(p) = path.strip_suffix(".gamma") {
+        format!("{p}.weight")
+    } else if let Some(p) = path.strip_suffix(".beta") {
+        format!("{p}.bias")
+    } else {
+        path.to_string()
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Loads a Hugging Face BERT checkpoint file into `model` (built from the same config), see
+/// the [module docs](self).
+///
+/// # Errors
+/// [`ModelError::Io`]; [`ModelError::Checkpoint`] for a file that is not valid safetensors
+/// (truncated, header sizes beyond the file, …); [`ModelError::MissingTensor`],
+/// [`ModelError::UnexpectedTensor`] and [`ModelError::TensorMismatch`] naming the tensor.
+pub fn load_bert_safetensors(model: Bert, path: impl AsRef<Path>) -> Result<(Bert, LoadReport)> {
+    let path = path.as_ref();
+    let bytes =
+        std::fs::read(path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    load_bert_bytes(model, bytes, &path.display().to_string())
+}
+
+/// [`load_bert_safetensors`] from the file's bytes; `name` is used in error messages.
+///
+/// # Errors
+/// As [`load_bert_safetensors`].
+pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(Bert, LoadReport)> {
+    let file = name.to_string();
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: e.to_string() })?;
+    let mut expected = ExpectVisitor::default();
+    model.visit(&mut expected);
+    let expected = expected.out;
+
+    let mut report = LoadReport::default();
+    let mut found: BTreeMap<String, String> = BTreeMap::new(); // ember path → hf key
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    for key in &names {
+        match bert_param_path(key) {
+            KeyMapping::Ignored => report.ignored.push(key.clone()),
+            KeyMapping::Unknown => return Err(ModelError::UnexpectedTensor { file, tensor: key.clone() }),
+            KeyMapping::Param(p) => {
+                let Some(exp) = expected.get(&normalize_norm_name(&p)) else {
+                    return Err(ModelError::UnexpectedTensor { file, tensor: key.clone() });
+                };
+                let view = st
+                    .tensor(key)
+                    .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: e.to_string() })?;
+                if view.shape() != exp.shape.as_slice() {
+                    return Err(ModelError::TensorMismatch {
+                        file,
+                        tensor: key.clone(),
+                        message: format!(
+                            "has shape {:?}, the model expects {:?} (config and checkpoint disagree)",
+                            view.shape(),
+                            exp.shape
+                        ),
+                    });
+                }
+                use safetensors::Dtype as S;
+                if !matches!(view.dtype(), S::F32 | S::F16 | S::BF16 | S::F64) {
+                    return Err(ModelError::TensorMismatch {
+                        file,
+                        tensor: key.clone(),
+                        message: format!(
+                            "has dtype {:?}, expected a float dtype (f32, f16, bf16 or f64)",
+                            view.dtype()
+                        ),
+                    });
+                }
+                if let Some(prev) = found.insert(normalize_norm_name(&p), key.clone()) {
+                    return Err(ModelError::UnexpectedTensor {
+                        file,
+                        tensor: format!("{key} (a second copy of `{prev}`)"),
+                    });
+                }
+            }
+        }
+    }
+    if let Some((param, _)) = expected.iter().find(|(p, _)| !found.contains_key(*p)) {
+        let tensor = hf_name_hint(param);
+        return Err(ModelError::MissingTensor { file, tensor, param: param.clone() });
+    }
+    drop(st);
+
+    let mut remapper = KeyRemapper::new();
+    for (ember, hf) in &found {
+        let target = names_in_file(ember, hf);
+        remapper = remapper
+            .add_pattern(format!("^{}$", regex_escape(hf)), target)
+            .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: format!("key {hf}: {e}") })?;
+    }
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .remap(remapper)
+        .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
+        .allow_partial(true);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: e.to_string() })?;
+    if let Some(e) = result.errors.first() {
+        return Err(ModelError::TensorMismatch { file, tensor: String::new(), message: e.to_string() });
+    }
+    report.applied = result.applied.len();
+    if report.applied != found.len() {
+        let applied: std::collections::BTreeSet<String> =
+            result.applied.iter().map(|p| normalize_norm_name(p)).collect();
+        let missing = found.keys().find(|p| !applied.contains(*p)).cloned().unwrap_or_default();
+        return Err(ModelError::MissingTensor {
+            file,
+            tensor: found.get(&missing).cloned().unwrap_or_default(),
+            param: missing,
+        });
+    }
+    Ok((model, report))
+}
+
+/// The Ember path with the checkpoint's own parameter name (`weight`/`bias` or `gamma`/`beta`).
+fn names_in_file(ember: &str, hf: &str) -> String {
+    let last = hf.rsplit('.').next().unwrap_or("");
+    match ember.rsplit_once('.') {
+        Some((prefix, _)) => format!("{prefix}.{last}"),
+        None => ember.to_string(),
+    }
+}
+
+/// The Hugging Face key for an Ember path, for messages.
+fn hf_name_hint(ember: &str) -> String {
+    let parts: Vec<&str> = ember.split('.').collect();
+    match parts.as_slice() {
+        ["embeddings", "word", p] => format!("embeddings.word_embeddings.{p}"),
+        ["embeddings", "position", p] => format!("embeddings.position_embeddings.{p}"),
+        ["embeddings", "token_type", p] => format!("embeddings.token_type_embeddings.{p}"),
+        ["embeddings", "norm", p] => format!("embeddings.LayerNorm.{p}"),
+        ["layers", n, f, p] => {
+            let hf = match *f {
+                "query" | "key" | "value" => format!("attention.self.{f}"),
+                "attn_out" => "attention.output.dense".into(),
+                "attn_norm" => "attention.output.LayerNorm".into(),
+                "ffn_up" => "intermediate.dense".into(),
+                "ffn_down" => "output.dense".into(),
+                "ffn_norm" => "output.LayerNorm".into(),
+                other => other.into(),
+            };
+            format!("encoder.layer.{n}.{hf}.{p}")
+        }
+        _ => ember.to_string(),
+    }
+}
+
+impl Bert {
+    /// Loads a Hugging Face model directory: `config.json` and `model.safetensors`.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use ember_models::{Bert, TextTokenizer};
+    ///
+    /// let device = Device::flex();
+    /// let (model, config) = Bert::from_pretrained("models/all-minilm-l6-v2", &device).unwrap();
+    /// let tok = TextTokenizer::from_file("models/all-minilm-l6-v2/tokenizer.json", config.max_position_embeddings).unwrap();
+    /// let batch = tok.encode_batch(&["A sentence.", "Another, longer sentence."]).unwrap();
+    /// let emb = model.embed(&batch).unwrap(); // [2, 384], L2-normalised
+    /// ```
+    ///
+    /// # Errors
+    /// As [`BertConfig::from_file`] and [`load_bert_safetensors`].
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<(Bert, BertConfig)> {
+        let dir = dir.as_ref();
+        let config = BertConfig::from_file(dir.join("config.json"))?;
+        let (model, _) = load_bert_safetensors(config.init(device)?, dir.join("model.safetensors"))?;
+        Ok((model, config))
+    }
+}

@@ -1,0 +1,278 @@
+//! BERT config, key mapping and checkpoint loading on small synthetic checkpoints written in
+//! the Hugging Face layout; bad checkpoints and inputs give typed errors naming the tensor.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use ember_models::{Bert, BertConfig, Encoded, KeyMapping, ModelError, bert_param_path, load_bert_bytes};
+use safetensors::Dtype;
+use std::collections::BTreeMap;
+
+const CONFIG: &str = r#"{"architectures": ["BertModel"], "hidden_size": 8, "num_hidden_layers": 2,
+  "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 10, "vocab_size": 20,
+  "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu", "model_type": "bert"}"#;
+
+/// Deterministic values for a tensor.
+fn values(seed: usize, n: usize) -> Vec<f32> {
+    (0..n).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.2).collect()
+}
+
+/// A Hugging Face layout checkpoint for CONFIG: key → (shape, f32 values).
+fn hf_tensors() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let (h, f, v, p) = (8, 16, 20, 10);
+    let mut m = BTreeMap::new();
+    let mut add = |k: &str, shape: Vec<usize>| {
+        let n = shape.iter().product();
+        let seed = m.len() + 1;
+        m.insert(k.to_string(), (shape, values(seed, n)));
+    };
+    add("embeddings.word_embeddings.weight", vec![v, h]);
+    add("embeddings.position_embeddings.weight", vec![p, h]);
+    add("embeddings.token_type_embeddings.weight", vec![2, h]);
+    add("embeddings.LayerNorm.weight", vec![h]);
+    add("embeddings.LayerNorm.bias", vec![h]);
+    for l in 0..2 {
+        for (name, o, i) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
+        ] {
+            add(&format!("encoder.layer.{l}.{name}.weight"), vec![o, i]);
+            add(&format!("encoder.layer.{l}.{name}.bias"), vec![o]);
+        }
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            add(&format!("encoder.layer.{l}.{name}.weight"), vec![h]);
+            add(&format!("encoder.layer.{l}.{name}.bias"), vec![h]);
+        }
+    }
+    add("pooler.dense.weight", vec![h, h]);
+    m
+}
+
+fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, dtype: Dtype) -> Vec<u8> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, (shape, v))| {
+            let b = match dtype {
+                Dtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                Dtype::F16 => v.iter().flat_map(|x| half_bits(*x).to_le_bytes()).collect(),
+                Dtype::I64 => v.iter().flat_map(|x| (*x as i64).to_le_bytes()).collect(),
+                _ => unreachable!(),
+            };
+            (k.clone(), b, shape.clone())
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, b, s)| (k.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+/// f32 → IEEE half bits (round to nearest even; values here are small and normal).
+fn half_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = b & 0x7f_ffff;
+    if x == 0.0 {
+        return sign;
+    }
+    if exp <= 0 {
+        return sign; // flush tiny values (none in these tests' significant range)
+    }
+    let m = mant >> 13;
+    let rest = mant & 0x1fff;
+    let mut h = sign as u32 | ((exp as u32) << 10) | m;
+    if rest > 0x1000 || (rest == 0x1000 && (m & 1) == 1) {
+        h += 1;
+    }
+    h as u16
+}
+
+fn model(device: &Device) -> Bert {
+    BertConfig::from_json(CONFIG).unwrap().init(device).unwrap()
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+}
+
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| v[r * cols + c])).collect()
+}
+
+#[test]
+fn checkpoint_tensors_land_in_the_right_places() {
+    let d = Device::flex();
+    let t = hf_tensors();
+    let (m, report) = load_bert_bytes(model(&d), serialize(&t, Dtype::F32), "tiny.safetensors").unwrap();
+    assert_eq!(report.applied, t.len() - 1);
+    assert_eq!(report.ignored, vec!["pooler.dense.weight".to_string()]);
+    // Linear weights transposed to [in, out].
+    let (shape, q) = &t["encoder.layer.1.attention.self.query.weight"];
+    assert_eq!(host(m.layers[1].query.weight.val()), transpose(q, shape[0], shape[1]));
+    let (shape, up) = &t["encoder.layer.0.intermediate.dense.weight"];
+    assert_eq!(m.layers[0].ffn_up.weight.val().dims(), [8, 16]);
+    assert_eq!(host(m.layers[0].ffn_up.weight.val()), transpose(up, shape[0], shape[1]));
+    assert_eq!(host(m.layers[0].ffn_up.bias.as_ref().unwrap().val()), t["encoder.layer.0.intermediate.dense.bias"].1);
+    // LayerNorm weight/bias → gamma/beta; embeddings as stored.
+    assert_eq!(host(m.layers[1].ffn_norm.gamma.val()), t["encoder.layer.1.output.LayerNorm.weight"].1);
+    assert_eq!(host(m.layers[1].ffn_norm.beta.as_ref().unwrap().val()), t["encoder.layer.1.output.LayerNorm.bias"].1);
+    assert_eq!(host(m.embeddings.word.weight.val()), t["embeddings.word_embeddings.weight"].1);
+    assert_eq!(host(m.embeddings.norm.gamma.val()), t["embeddings.LayerNorm.weight"].1);
+}
+
+#[test]
+fn task_model_prefix_and_half_precision_load() {
+    let d = Device::flex();
+    let t: BTreeMap<_, _> = hf_tensors().into_iter().map(|(k, v)| (format!("bert.{k}"), v)).collect();
+    let (m, _) = load_bert_bytes(model(&d), serialize(&t, Dtype::F16), "tiny-f16.safetensors").unwrap();
+    let got = host(m.embeddings.position.weight.val());
+    let want = &t["bert.embeddings.position_embeddings.weight"].1;
+    let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(err < 1e-3, "f16 → f32 error {err}");
+}
+
+#[test]
+fn key_mapping() {
+    assert_eq!(
+        bert_param_path("encoder.layer.11.output.LayerNorm.gamma"),
+        KeyMapping::Param("layers.11.ffn_norm.gamma".into())
+    );
+    assert_eq!(bert_param_path("bert.embeddings.position_ids"), KeyMapping::Ignored);
+    assert_eq!(bert_param_path("cls.predictions.bias"), KeyMapping::Ignored);
+    assert_eq!(bert_param_path("encoder.layer.x.output.dense.weight"), KeyMapping::Unknown);
+    assert_eq!(bert_param_path("encoder.layer.0.attention.self.query.scale"), KeyMapping::Unknown);
+    assert_eq!(bert_param_path("decoder.weight"), KeyMapping::Unknown);
+}
+
+#[test]
+fn bad_input_checkpoint_missing_tensor_is_named() {
+    let mut t = hf_tensors();
+    t.remove("encoder.layer.1.attention.self.key.bias");
+    let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::F32), "m.safetensors").unwrap_err();
+    assert!(
+        matches!(&err, ModelError::MissingTensor { tensor, param, .. }
+        if tensor == "encoder.layer.1.attention.self.key.bias" && param == "layers.1.key.bias"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is missing"), "{err}");
+}
+
+#[test]
+fn bad_input_checkpoint_extra_tensor_is_named() {
+    let mut t = hf_tensors();
+    t.insert("encoder.layer.2.output.dense.weight".into(), (vec![8, 16], values(1, 128)));
+    let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::F32), "m.safetensors").unwrap_err();
+    assert!(
+        matches!(&err, ModelError::UnexpectedTensor { tensor, .. } if tensor == "encoder.layer.2.output.dense.weight"),
+        "{err}"
+    );
+    let mut t = hf_tensors();
+    t.insert("encoder.layer.0.attention.self.rotary.weight".into(), (vec![8], values(1, 8)));
+    let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::F32), "m.safetensors").unwrap_err();
+    assert!(err.to_string().contains("unexpected tensor `encoder.layer.0.attention.self.rotary.weight`"), "{err}");
+}
+
+#[test]
+fn bad_input_checkpoint_misshaped_tensor_is_named() {
+    let mut t = hf_tensors();
+    // Not transposed: a [in, out] weight for intermediate.dense.
+    t.insert("encoder.layer.0.intermediate.dense.weight".into(), (vec![8, 16], values(3, 128)));
+    let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::F32), "m.safetensors").unwrap_err();
+    assert!(
+        matches!(&err, ModelError::TensorMismatch { tensor, .. } if tensor == "encoder.layer.0.intermediate.dense.weight"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("[8, 16]") && err.to_string().contains("[16, 8]"), "{err}");
+}
+
+#[test]
+fn bad_input_checkpoint_integer_weights_refused() {
+    let t = hf_tensors();
+    let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::I64), "m.safetensors").unwrap_err();
+    assert!(err.to_string().contains("expected a float dtype"), "{err}");
+}
+
+#[test]
+fn bad_input_checkpoint_truncated_or_lying_header() {
+    let bytes = serialize(&hf_tensors(), Dtype::F32);
+    let cut = bytes[..bytes.len() - 100].to_vec();
+    let err = load_bert_bytes(model(&Device::flex()), cut, "cut.safetensors").unwrap_err();
+    assert!(matches!(err, ModelError::Checkpoint { .. }), "{err}");
+    // Header length claiming more bytes than the file has.
+    let mut lying = bytes.clone();
+    lying[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    let err = load_bert_bytes(model(&Device::flex()), lying, "lying.safetensors").unwrap_err();
+    assert!(matches!(err, ModelError::Checkpoint { .. }), "{err}");
+    let err = load_bert_bytes(model(&Device::flex()), b"not a checkpoint".to_vec(), "junk").unwrap_err();
+    assert!(err.to_string().starts_with("checkpoint junk is malformed"), "{err}");
+}
+
+#[test]
+fn bad_input_config_values() {
+    let bad = CONFIG.replace("\"num_attention_heads\": 2", "\"num_attention_heads\": 3");
+    let err = BertConfig::from_json(&bad).unwrap_err();
+    assert!(err.to_string().contains("a divisor of hidden_size = 8"), "{err}");
+    let bad = CONFIG.replace("\"gelu\"", "\"swish\"");
+    assert!(BertConfig::from_json(&bad).unwrap_err().to_string().contains("hidden_act = swish"));
+    let bad = CONFIG.replace("\"vocab_size\": 20,", "");
+    assert!(BertConfig::from_json(&bad).unwrap_err().to_string().contains("vocab_size"));
+    let bad = CONFIG.replace("\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": 0");
+    assert!(BertConfig::from_json(&bad).unwrap_err().to_string().contains("layer_norm_eps"));
+    let rel = CONFIG.replace("\"model_type\"", "\"position_embedding_type\": \"relative_key\", \"model_type\"");
+    assert!(BertConfig::from_json(&rel).unwrap_err().to_string().contains("relative"));
+}
+
+#[test]
+fn bad_input_sequences_and_ids() {
+    let d = Device::flex();
+    let m = model(&d);
+    let long = Encoded::from_ids(&[vec![1; 11]], 0).unwrap();
+    let err = m.embed(&long).unwrap_err();
+    assert!(err.to_string().contains("exceeds max_position_embeddings = 10"), "{err}");
+    let oov = Encoded::from_ids(&[vec![1, 25, 2]], 0).unwrap();
+    let err = m.embed(&oov).unwrap_err();
+    assert!(err.to_string().contains("id 25 is outside the model's vocabulary 0..20"), "{err}");
+    assert!(Encoded::from_ids(&[], 0).is_err());
+    assert!(Encoded::from_ids(&[vec![1], vec![]], 0).unwrap_err().to_string().contains("sequence 1 has no tokens"));
+}
+
+#[test]
+fn padding_does_not_change_embeddings_and_params_are_counted() {
+    let d = Device::flex();
+    let t = hf_tensors();
+    let (m, _) = load_bert_bytes(model(&d), serialize(&t, Dtype::F32), "tiny").unwrap();
+    let alone = Encoded::from_ids(&[vec![1, 5, 7, 2]], 0).unwrap();
+    let padded = Encoded::from_ids(&[vec![1, 5, 7, 2], vec![1, 3, 4, 9, 11, 12, 2]], 0).unwrap();
+    let a = host(m.embed(&alone).unwrap());
+    let b = host(m.embed(&padded).unwrap());
+    let err = a.iter().zip(&b[..8]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(err < 1e-5, "padding changed the embedding by {err}");
+    let norm: f32 = b[8..].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+    let config = BertConfig::from_json(CONFIG).unwrap();
+    assert_eq!(m.num_params(), config.num_params());
+    // Published: BERT-base 109.48 M parameters with the pooler (0.59 M), so 108.89 M without.
+    let base = BertConfig::new(30522, 768, 12, 12, 3072, 512);
+    assert_eq!(base.num_params(), 108_891_648);
+}
+
+#[test]
+fn collected_outputs_have_the_distillation_shapes() {
+    let d = Device::flex();
+    let m = model(&d);
+    let e = Encoded::from_ids(&[vec![1, 5, 7, 2], vec![1, 3, 2]], 0).unwrap();
+    let (ids, types, pad) = e.tensors(&d);
+    let out = m.try_forward(ids, Some(types), Some(pad), true).unwrap();
+    assert_eq!(out.hidden_states.len(), 3);
+    assert_eq!(out.attentions.len(), 2);
+    assert_eq!(out.attentions[0].dims(), [2, 2, 4, 4]);
+    assert_eq!(out.values[1].dims(), [2, 2, 4, 4]);
+    // Padded keys get no attention.
+    let probs = host(out.attentions[1].clone().slice([1..2, 0..2, 0..4, 3..4]));
+    assert!(probs.iter().all(|p| *p < 1e-6), "{probs:?}");
+}
