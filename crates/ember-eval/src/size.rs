@@ -1,7 +1,8 @@
 //! Model size accounting: bytes by component and by dtype for any Burn module, and the size of
 //! a saved file.
 //!
-//! [`ModelSize::of`] walks a module's parameters (Burn's `ModuleVisitor`, no data is read) and
+//! [`ModelSize::of`] walks a module's parameters (Burn's `ModuleVisitor`: shapes and dtypes only,
+//! no values are read, though lazily initialized parameters get initialized) and
 //! files each tensor under a [`Component`]:
 //!
 //! | component | what lands there |
@@ -97,7 +98,7 @@ pub struct ModelSize {
 }
 
 impl ModelSize {
-    /// Walks `module`'s parameters (no tensor data is read).
+    /// Walks `module`'s parameters (shapes and dtypes; no values are read).
     pub fn of<M: Module>(module: &M) -> Self {
         let mut v = SizeVisitor { path: Vec::new(), container: Vec::new(), out: Vec::new() };
         module.visit(&mut v);
@@ -148,7 +149,11 @@ impl ModelSize {
     /// int8; float weights and Burn's own quantized weights (which Burn's matmul dequantizes
     /// to float) count as float. Attention's score and context products depend on the sequence
     /// length and are not included; masked (pruned) weights still count, since dense kernels
-    /// multiply the zeros. For [`crate::EnergyModel::estimate_module`].
+    /// multiply the zeros. Two things a parameter walk cannot see are **not** counted: a block
+    /// shared across layers (ALBERT-style) runs once per layer but is stored, and counted, once;
+    /// and a head tied to an embedding table (`Embedding::tied_logits`, vocab × width MACs per
+    /// token) is not a `Linear`. For such models pass your own counts to
+    /// [`crate::EnergyModel::estimate_mj`]. For [`crate::EnergyModel::estimate_module`].
     pub fn linear_macs_per_token(&self) -> (u64, u64) {
         let (mut float, mut int8) = (0u64, 0u64);
         for t in self.tensors.iter().filter(|t| t.component == Component::Linear && t.shape.len() == 2) {
@@ -257,7 +262,7 @@ impl SizeVisitor {
                 self.out.push(TensorSize {
                     path: format!("{path}#scales"),
                     component: Component::QuantParams,
-                    dtype: "f32".into(),
+                    dtype: format!("{:?}", scheme.scale_dtype()).to_lowercase(),
                     shape: params_shape(&shape, &scheme).to_vec(),
                     elements: 0,
                     bytes: scales,

@@ -138,8 +138,9 @@ impl Perplexity {
     ///
     /// # Errors
     /// [`EvalError::LengthMismatch`] when the leading dims differ (or `E ≠ D − 1`),
-    /// [`EvalError::InvalidClass`] for a target outside the vocabulary,
-    /// [`EvalError::NonFinite`] for NaN/Inf logits.
+    /// [`EvalError::InvalidClass`] for a target ≥ vocab, [`EvalError::InvalidConfig`] for a
+    /// negative target other than the ignore index, [`EvalError::NonFinite`] when a kept
+    /// position's NLL is not finite (NaN/+Inf logits, or −Inf at its target).
     pub fn update_tensor<const D: usize, const E: usize>(
         &mut self,
         logits: Tensor<D>,
@@ -163,20 +164,22 @@ impl Perplexity {
         }
         let t = host_i64("targets", targets.clone())?;
         for &v in &t {
-            if Some(v) != ignore_index && (v < 0 || v as usize >= vocab) {
-                return Err(EvalError::InvalidClass {
-                    what: "targets".into(),
-                    class: v.max(0) as usize,
-                    classes: vocab,
+            if Some(v) == ignore_index {
+                continue;
+            }
+            if v < 0 {
+                return Err(EvalError::InvalidConfig {
+                    what: "target".into(),
+                    value: v.to_string(),
+                    expected: format!("a token index in 0..{vocab} or the ignore index {ignore_index:?}"),
                 });
+            }
+            if v as usize >= vocab {
+                return Err(EvalError::InvalidClass { what: "targets".into(), class: v as usize, classes: vocab });
             }
         }
         let device = logits.device();
         let x: Tensor<2> = logits.reshape([lead, vocab]);
-        let bad = x.clone().is_nan().any().into_scalar() || x.clone().is_inf().any().into_scalar();
-        if bad {
-            return Err(EvalError::NonFinite("logits".into()));
-        }
         let index: Vec<i64> = t.iter().map(|v| if Some(*v) == ignore_index { 0 } else { *v }).collect();
         let index =
             Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(index, [lead]), &device).reshape([lead, 1]);
@@ -186,6 +189,13 @@ impl Perplexity {
         let (mut sum, mut n) = (0f64, 0u64);
         for (l, v) in nll.iter().zip(&t) {
             if Some(*v) != ignore_index {
+                // NaN/Inf logits in a kept row make its NLL non-finite (−inf at other entries,
+                // a legitimate vocabulary mask, does not); ignored rows are not looked at.
+                if !l.is_finite() {
+                    return Err(EvalError::NonFinite(format!(
+                        "logits (negative log-likelihood {l} at a kept position)"
+                    )));
+                }
                 sum += f64::from(l.max(0.0)); // f32 rounding can give −1e−7
                 n += 1;
             }

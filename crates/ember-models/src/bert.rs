@@ -379,8 +379,10 @@ impl Bert {
         let types = token_types.unwrap_or_else(|| Tensor::zeros([b, s], &device));
         let e = &self.embeddings;
         let mut x = e.norm.forward(e.word.forward(ids) + e.position.forward(positions) + e.token_type.forward(types));
-        // Additive mask: a large negative number at padded keys (HF uses the dtype's minimum).
-        let bias = pad_mask.map(|m| (m.float() * -1.0e9).reshape([b, 1, 1, s]));
+        // Additive mask at padded keys: −1e4 underflows exp() to 0 next to any real score and
+        // stays finite in f16 (HF uses the dtype's minimum), so a fully padded row is uniform
+        // rather than NaN.
+        let bias = pad_mask.map(|m| (m.float() * -1.0e4).reshape([b, 1, 1, s]));
         let mut out = BertOutput {
             last_hidden: x.clone(),
             hidden_states: Vec::new(),

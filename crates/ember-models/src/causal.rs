@@ -279,7 +279,7 @@ pub struct CausalLmOutput {
 }
 
 fn causal_bias(s: usize, device: &Device) -> Tensor<4> {
-    let v: Vec<f32> = (0..s * s).map(|i| if i % s > i / s { -1.0e9 } else { 0.0 }).collect();
+    let v: Vec<f32> = (0..s * s).map(|i| if i % s > i / s { -1.0e4 } else { 0.0 }).collect();
     Tensor::<2>::from_data(TensorData::new(v, [s, s]), device).reshape([1, 1, s, s])
 }
 
@@ -324,15 +324,17 @@ impl CausalLm {
     /// every hidden state and attention map (for distillation).
     ///
     /// # Errors
-    /// [`ModelError::Input`] for an empty or too long sequence.
+    /// [`ModelError::Input`] for an empty batch, an empty or too long sequence, or an id
+    /// outside the vocabulary (checked with one device reduction before the gather).
     pub fn try_forward(&self, ids: Tensor<2, Int>, collect: bool) -> Result<CausalLmOutput> {
         let [b, s] = ids.dims();
-        if s == 0 || s > self.max_seq_len() {
+        if b == 0 || s == 0 || s > self.max_seq_len() {
             return Err(ModelError::Input {
                 what: "ids".into(),
-                message: format!("sequence length {s}, expected 1..={}", self.max_seq_len()),
+                message: format!("shape [{b}, {s}], expected a batch ≥ 1 of 1..={} tokens", self.max_seq_len()),
             });
         }
+        check_range("ids", ids.clone(), self.vocab_size(), None)?;
         let device = ids.device();
         let positions = Tensor::<1, Int>::arange(0..s as i64, &device).unsqueeze::<2>().repeat_dim(0, b);
         let mut t = self.tok.forward(ids);
@@ -374,11 +376,44 @@ impl CausalLm {
     }
 }
 
+/// Checks that every value of `ids` is in `0..vocab` (or equals `ignore`).
+fn check_range(what: &str, ids: Tensor<2, Int>, vocab: usize, ignore: Option<i64>) -> Result<()> {
+    let flat = ids.reshape([-1]);
+    let flat = match ignore {
+        Some(i) => {
+            let keep = flat.clone().not_equal_elem(i);
+            flat.mask_fill(keep.bool_not(), 0)
+        }
+        None => flat,
+    };
+    let lo: i64 = flat.clone().min().into_scalar();
+    let hi: i64 = flat.max().into_scalar();
+    if lo < 0 || hi >= vocab as i64 {
+        let bad = if lo < 0 { lo } else { hi };
+        return Err(ModelError::Input {
+            what: what.into(),
+            message: format!("token {bad} is outside the vocabulary 0..{vocab}"),
+        });
+    }
+    Ok(())
+}
+
 /// Mean next-token cross-entropy (natural log) of `logits` `[batch, seq, vocab]` against
 /// `targets` `[batch, seq]`, skipping positions whose target is `ignore` (e.g. −100).
 /// Differentiable; 0 when every position is ignored.
-pub fn lm_loss(logits: Tensor<3>, targets: Tensor<2, Int>, ignore: Option<i64>) -> Tensor<1> {
+///
+/// # Errors
+/// [`ModelError::Input`] when the shapes disagree or a target (other than `ignore`) is
+/// outside `0..vocab`.
+pub fn lm_loss(logits: Tensor<3>, targets: Tensor<2, Int>, ignore: Option<i64>) -> Result<Tensor<1>> {
     let [b, s, v] = logits.dims();
+    if targets.dims() != [b, s] {
+        return Err(ModelError::Input {
+            what: "targets".into(),
+            message: format!("shape {:?}, expected the logits' leading [{b}, {s}]", targets.dims()),
+        });
+    }
+    check_range("targets", targets.clone(), v, ignore)?;
     let n = b * s;
     let flat = targets.reshape([n]);
     let (index, keep) = match ignore {
@@ -390,7 +425,7 @@ pub fn lm_loss(logits: Tensor<3>, targets: Tensor<2, Int>, ignore: Option<i64>) 
     };
     let logp = log_softmax(logits.reshape([n, v]), 1).gather(1, index.reshape([n, 1])).reshape([n]);
     let count = keep.clone().sum().clamp_min(1.0);
-    -(logp * keep).sum() / count
+    Ok(-(logp * keep).sum() / count)
 }
 
 /// Bytes as tokens: vocabulary 256, any UTF-8 text, no file.
@@ -413,10 +448,11 @@ impl ByteTokenizer {
     }
 }
 
-/// Held-out perplexity of `model` on a token stream, over consecutive non-overlapping windows
-/// of `seq_len + 1` tokens (each window predicts its last `seq_len` tokens from the previous
-/// ones), `batch` windows at a time; the tail shorter than a window is dropped. Returns
-/// `exp(mean NLL)` in nats per token.
+/// Held-out perplexity of `model` on a token stream: windows of `seq_len + 1` tokens at a
+/// stride of `seq_len` (consecutive windows share their boundary token, so every token after
+/// the first is predicted exactly once, from at most `seq_len` tokens of context), `batch`
+/// windows at a time; a tail shorter than a window is dropped. Returns `exp(mean NLL)`, the
+/// NLL in nats (the perplexity itself has no unit).
 ///
 /// # Errors
 /// [`ModelError::Input`] when the stream is shorter than one window, `seq_len` exceeds the
@@ -446,7 +482,7 @@ pub fn perplexity(model: &CausalLm, tokens: &[u32], seq_len: usize, batch: usize
         }
         let x = Tensor::<2, Int>::from_data(TensorData::new(input, [rows, seq_len]), device);
         let y = Tensor::<2, Int>::from_data(TensorData::new(target, [rows, seq_len]), device);
-        let loss: f32 = lm_loss(model.try_forward(x, false)?.logits, y, None).into_scalar();
+        let loss: f32 = lm_loss(model.try_forward(x, false)?.logits, y, None)?.into_scalar();
         sum += f64::from(loss) * (rows * seq_len) as f64;
         count += rows * seq_len;
     }

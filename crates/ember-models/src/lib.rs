@@ -10,6 +10,8 @@
 //! - [`causal`]: a small GPT-style causal LM ([`CausalLm`]) with ALBERT-style factorized
 //!   embeddings and cross-layer sharing as options, [`ByteTokenizer`], [`lm_loss`] and
 //!   held-out [`perplexity`].
+//! - [`corpus`]: [`MarkovCorpus`], built-in text with an exactly known entropy rate (the
+//!   perplexity floor a language model is measured against).
 //!
 //! ```no_run
 //! use burn::tensor::Device;
@@ -31,6 +33,7 @@
 
 pub mod bert;
 pub mod causal;
+pub mod corpus;
 pub mod error;
 pub mod gelu;
 pub mod load;
@@ -38,6 +41,7 @@ pub mod tokenizer;
 
 pub use bert::{Bert, BertConfig, BertEmbeddings, BertLayer, BertOutput, HiddenAct, l2_normalize, mean_pool};
 pub use causal::{ByteTokenizer, CausalAttention, CausalLm, CausalLmConfig, CausalLmOutput, Mlp, lm_loss, perplexity};
+pub use corpus::MarkovCorpus;
 pub use error::{ModelError, Result};
 pub use load::{KeyMapping, LoadReport, bert_param_path, load_bert_bytes, load_bert_safetensors};
 pub use tokenizer::{Encoded, TextTokenizer};

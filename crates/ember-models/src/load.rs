@@ -95,6 +95,7 @@ struct ExpectVisitor {
     path: Vec<String>,
     container: Vec<String>,
     out: BTreeMap<String, Expected>,
+    masks: usize,
 }
 
 impl ExpectVisitor {
@@ -136,8 +137,8 @@ impl ModuleVisitor for ExpectVisitor {
     fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
         self.add(param.val().dims().to_vec());
     }
-    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
-        self.add(param.val().dims().to_vec());
+    fn visit_bool<const D: usize>(&mut self, _param: &Param<Tensor<D, Bool>>) {
+        self.masks += 1; // pruning masks (ember-prune reparameterizations)
     }
 }
 
@@ -173,7 +174,8 @@ fn regex_escape(s: &str) -> String {
 /// # Errors
 /// [`ModelError::Io`]; [`ModelError::Checkpoint`] for a file that is not valid safetensors
 /// (truncated, header sizes beyond the file, …); [`ModelError::MissingTensor`],
-/// [`ModelError::UnexpectedTensor`] and [`ModelError::TensorMismatch`] naming the tensor.
+/// [`ModelError::UnexpectedTensor`] and [`ModelError::TensorMismatch`] naming the tensor;
+/// [`ModelError::Config`] for a target model that is already int8 or pruned.
 pub fn load_bert_safetensors(model: Bert, path: impl AsRef<Path>) -> Result<(Bert, LoadReport)> {
     let path = path.as_ref();
     let bytes =
@@ -187,10 +189,28 @@ pub fn load_bert_safetensors(model: Bert, path: impl AsRef<Path>) -> Result<(Ber
 /// As [`load_bert_safetensors`].
 pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(Bert, LoadReport)> {
     let file = name.to_string();
+    let quantized = model.embeddings.word.is_quantized()
+        || model.layers.iter().any(|l| {
+            [&l.query, &l.key, &l.value, &l.attn_out, &l.ffn_up, &l.ffn_down].iter().any(|x| x.is_quantized())
+        });
+    if quantized {
+        return Err(crate::error::config_err(
+            "target model",
+            "int8",
+            "a float model from BertConfig::init (load the float checkpoint, then quantize; reload int8 files with ember_quant::load_quantized)",
+        ));
+    }
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: e.to_string() })?;
     let mut expected = ExpectVisitor::default();
     model.visit(&mut expected);
+    if expected.masks > 0 {
+        return Err(crate::error::config_err(
+            "target model",
+            "pruned (carries masks)",
+            "a float model from BertConfig::init (load first, then prune)",
+        ));
+    }
     let expected = expected.out;
 
     let mut report = LoadReport::default();
@@ -259,9 +279,7 @@ pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(B
     let result = model
         .load_from(&mut store)
         .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: e.to_string() })?;
-    if let Some(e) = result.errors.first() {
-        return Err(ModelError::TensorMismatch { file, tensor: String::new(), message: e.to_string() });
-    }
+    // burn-store validates by default: shape or dtype errors came back as `Err` above.
     report.applied = result.applied.len();
     if report.applied != found.len() {
         let applied: std::collections::BTreeSet<String> =

@@ -78,9 +78,9 @@ impl Encoded {
         Ok(e)
     }
 
-    /// The first `n` sequences (re-padded to their longest).
+    /// The first `n` sequences (re-padded to their longest); `n` is clamped to `1..=batch`.
     pub fn take(&self, n: usize) -> Encoded {
-        let n = n.min(self.batch);
+        let n = n.clamp(1, self.batch.max(1));
         let seq = self.lengths[..n].iter().copied().max().unwrap_or(0);
         let mut e = Encoded {
             batch: n,
@@ -117,9 +117,33 @@ impl Encoded {
     /// Checks every id against a vocabulary of `vocab` entries and every type id against
     /// `type_vocab`.
     ///
+    /// Also checks that the fields are consistent (the fields are public, so a hand-built batch
+    /// may not be).
+    ///
     /// # Errors
-    /// [`ModelError::Input`] naming the first offending id.
+    /// [`ModelError::Input`] naming the first offending id or field.
     pub fn check(&self, vocab: usize, type_vocab: usize) -> Result<()> {
+        let n = self.batch * self.seq;
+        if self.batch == 0
+            || self.ids.len() != n
+            || self.type_ids.len() != n
+            || self.pad.len() != n
+            || self.lengths.len() != self.batch
+            || self.lengths.iter().any(|&l| l > self.seq)
+        {
+            return Err(ModelError::Input {
+                what: "encoded batch".into(),
+                message: format!(
+                    "inconsistent fields: batch {} × seq {} but {} ids, {} type ids, {} pad flags, lengths {:?}",
+                    self.batch,
+                    self.seq,
+                    self.ids.len(),
+                    self.type_ids.len(),
+                    self.pad.len(),
+                    self.lengths
+                ),
+            });
+        }
         if let Some(id) = self.ids.iter().find(|&&i| i < 0 || i as usize >= vocab) {
             return Err(ModelError::Input {
                 what: "token ids".into(),

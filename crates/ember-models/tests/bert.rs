@@ -238,6 +238,14 @@ fn bad_input_sequences_and_ids() {
     let err = m.embed(&oov).unwrap_err();
     assert!(err.to_string().contains("id 25 is outside the model's vocabulary 0..20"), "{err}");
     assert!(Encoded::from_ids(&[], 0).is_err());
+    let mut broken = Encoded::from_ids(&[vec![1, 2, 3]], 0).unwrap();
+    broken.ids.pop();
+    let err = m.embed(&broken).unwrap_err();
+    assert!(err.to_string().contains("inconsistent fields"), "{err}");
+    // Loading into an int8 model is refused with a clear message.
+    let (q, _) = ember_quant::Quantizer::new(ember_quant::QuantizeConfig::new()).quantize(&m).unwrap();
+    let err = load_bert_bytes(q, serialize(&hf_tensors(), Dtype::F32), "m").unwrap_err();
+    assert!(err.to_string().contains("target model = int8"), "{err}");
     assert!(Encoded::from_ids(&[vec![1], vec![]], 0).unwrap_err().to_string().contains("sequence 1 has no tokens"));
 }
 
@@ -275,4 +283,26 @@ fn collected_outputs_have_the_distillation_shapes() {
     // Padded keys get no attention.
     let probs = host(out.attentions[1].clone().slice([1..2, 0..2, 0..4, 3..4]));
     assert!(probs.iter().all(|p| *p < 1e-6), "{probs:?}");
+}
+
+#[test]
+fn bert_prunes_then_quantizes_with_the_other_crates() {
+    let d = Device::flex();
+    let (m, _) = load_bert_bytes(model(&d), serialize(&hf_tensors(), Dtype::F32), "tiny").unwrap();
+    let (pruned, report) = ember_prune::Pruner::new(ember_prune::PruneConfig::new(0.5)).unwrap().prune(m).unwrap();
+    // Every linear weight of both layers is pruned (embeddings are excluded by default).
+    assert_eq!(report.layers.len(), 12, "{:?}", report.layers.iter().map(|l| &l.path).collect::<Vec<_>>());
+    assert!(report.layers.iter().all(|l| l.path.starts_with("layers.")));
+    assert!((report.sparsity() - 0.5).abs() < 0.01, "{}", report.sparsity());
+    let folded = ember_prune::fold_masks(pruned);
+    let w = host(folded.layers[0].ffn_up.weight.val());
+    assert_eq!(w.iter().filter(|v| **v == 0.0).count(), 64);
+    let (q, _) = ember_quant::Quantizer::new(ember_quant::QuantizeConfig::new()).quantize(&folded).unwrap();
+    assert!(q.layers[1].ffn_down.is_quantized());
+    // The pruned zeros stay zeros in int8.
+    let values: Vec<i64> =
+        q.layers[0].ffn_up.quant.values.val().into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
+    assert!(values.iter().filter(|v| **v == 0).count() >= 64);
+    let e = Encoded::from_ids(&[vec![1, 5, 7, 2]], 0).unwrap();
+    assert!(host(q.embed(&e).unwrap()).iter().all(|v| v.is_finite()));
 }

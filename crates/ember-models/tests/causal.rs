@@ -59,15 +59,21 @@ fn loss_by_hand_and_ignore_index() {
     // Uniform logits over 4 tokens: loss ln 4 whatever the targets; ignored positions skipped.
     let logits = Tensor::<3>::zeros([1, 3, 4], &d);
     let t = ids(&[1, -100, 3], 1, 3, &d);
-    let l: f32 = lm_loss(logits.clone(), t, Some(-100)).into_scalar();
+    let l: f32 = lm_loss(logits.clone(), t, Some(-100)).unwrap().into_scalar();
     assert!((l - 4f32.ln()).abs() < 1e-6);
     let all = ids(&[-100, -100, -100], 1, 3, &d);
-    let l: f32 = lm_loss(logits, all, Some(-100)).into_scalar();
+    let l: f32 = lm_loss(logits, all, Some(-100)).unwrap().into_scalar();
     assert_eq!(l, 0.0);
     // Logits [0, ln 3] over 2 tokens, target 1: −log(3/4).
     let logits = Tensor::<3>::from_data(TensorData::new(vec![0.0f32, 3f32.ln()], [1, 1, 2]), &d);
-    let l: f32 = lm_loss(logits, ids(&[1], 1, 1, &d), None).into_scalar();
+    let l: f32 = lm_loss(logits.clone(), ids(&[1], 1, 1, &d), None).unwrap().into_scalar();
     assert!((l + (0.75f32).ln()).abs() < 1e-6);
+    // Targets outside the vocabulary and misshaped targets are typed errors, not panics.
+    let err = lm_loss(logits.clone(), ids(&[2], 1, 1, &d), None).unwrap_err();
+    assert!(err.to_string().contains("token 2 is outside the vocabulary 0..2"), "{err}");
+    let err = lm_loss(logits.clone(), ids(&[-5], 1, 1, &d), Some(-100)).unwrap_err();
+    assert!(err.to_string().contains("token -5"), "{err}");
+    assert!(lm_loss(logits, ids(&[1, 1], 1, 2, &d), None).is_err());
 }
 
 #[test]
@@ -92,7 +98,7 @@ fn training_lowers_held_out_perplexity_and_int8_keeps_it() {
             y.extend(train[start + 1..start + seq + 1].iter().map(|&t| i64::from(t)));
         }
         let logits = model.forward(ids(&x, 8, seq, &ad));
-        let loss = lm_loss(logits, ids(&y, 8, seq, &ad), None);
+        let loss = lm_loss(logits, ids(&y, 8, seq, &ad), None).unwrap();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = opt.step(3e-3, model, grads);
     }
@@ -116,7 +122,9 @@ fn bad_input_causal_lm() {
     assert!(err.to_string().contains("share_group = 3"), "{err}");
     let m = CausalLmConfig::new(10, 8, 1, 2, 8, 4).init(&d).unwrap();
     let err = m.try_forward(ids(&[1, 2, 3, 4, 5], 1, 5, &d), false).unwrap_err();
-    assert!(err.to_string().contains("sequence length 5, expected 1..=4"), "{err}");
+    assert!(err.to_string().contains("shape [1, 5], expected a batch ≥ 1 of 1..=4 tokens"), "{err}");
+    let err = m.try_forward(ids(&[1, 10], 1, 2, &d), false).unwrap_err();
+    assert!(err.to_string().contains("token 10 is outside the vocabulary 0..10"), "{err}");
     let err = perplexity(&m, &[1, 2], 4, 1, &d).unwrap_err();
     assert!(err.to_string().contains("need at least 5"), "{err}");
     let err = perplexity(&m, &[1, 2, 30, 4, 5, 6], 4, 1, &d).unwrap_err();
