@@ -234,9 +234,7 @@ impl SizeVisitor {
         if owner.ends_with("Linear") {
             return Component::Linear;
         }
-        if owner.ends_with("Embedding")
-            || self.path.iter().any(|p| p.to_ascii_lowercase().contains("embed") && !p.is_empty())
-        {
+        if owner.ends_with("Embedding") || self.path.iter().any(|p| p.to_ascii_lowercase().contains("embed")) {
             return Component::Embeddings;
         }
         Component::Other

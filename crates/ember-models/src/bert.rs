@@ -13,8 +13,23 @@
 //! out (the model is for inference, distillation targets and fine-tuning without dropout).
 //! Sentence embeddings are the mean over real tokens, L2-normalised ([`mean_pool`],
 //! [`l2_normalize`]), as sentence-transformers computes them.
+//!
+//! ```
+//! use burn::tensor::Device;
+//! use ember_models::{BertConfig, Encoded};
+//!
+//! // vocab 100, width 32, 2 layers, 4 heads, FFN 64, 16 positions (random weights; real
+//! // checkpoints come from `Bert::from_pretrained`).
+//! let config = BertConfig::new(100, 32, 2, 4, 64, 16);
+//! let model = config.init(&Device::flex()).unwrap();
+//! let batch = Encoded::from_ids(&[vec![1, 7, 9, 2], vec![1, 5, 2]], 0).unwrap(); // padded to 4
+//! let emb = model.embed(&batch).unwrap();
+//! assert_eq!(emb.dims(), [2, 32]);                    // [batch, hidden], unit rows
+//! let err = model.embed(&Encoded::from_ids(&[vec![1, 100]], 0).unwrap()).unwrap_err();
+//! assert!(err.to_string().contains("outside the model's vocabulary 0..100"));
+//! ```
 
-use crate::error::{ModelError, Result, config_err};
+use crate::error::{ModelError, Result, check_eps, check_nonzero, config_err};
 use crate::gelu::gelu;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
@@ -154,18 +169,14 @@ impl BertConfig {
     /// # Errors
     /// [`ModelError::Config`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        for (what, v) in [
+        check_nonzero(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
-        ] {
-            if v == 0 {
-                return Err(config_err(what, 0, "at least 1"));
-            }
-        }
+        ])?;
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(config_err(
                 "num_attention_heads",
@@ -173,9 +184,7 @@ impl BertConfig {
                 &format!("a divisor of hidden_size = {}", self.hidden_size),
             ));
         }
-        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(config_err("layer_norm_eps", self.layer_norm_eps, "a finite value > 0"));
-        }
+        check_eps(self.layer_norm_eps)?;
         if self.position_embedding_type != "absolute" {
             return Err(config_err(
                 "position_embedding_type",

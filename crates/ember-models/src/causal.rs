@@ -15,7 +15,7 @@
 //! No pretrained causal-LM checkpoint is loaded: none is available to the project's tests, and
 //! an untested GPT-2 loader would be a claim without evidence.
 
-use crate::error::{ModelError, Result, config_err};
+use crate::error::{ModelError, Result, check_eps, check_nonzero, config_err};
 use crate::gelu::gelu;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
@@ -108,18 +108,14 @@ impl CausalLmConfig {
     /// # Errors
     /// [`ModelError::Config`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        for (what, v) in [
+        check_nonzero(&[
             ("vocab_size", self.vocab_size),
             ("d_model", self.d_model),
             ("n_layers", self.n_layers),
             ("n_heads", self.n_heads),
             ("d_ff", self.d_ff),
             ("max_seq_len", self.max_seq_len),
-        ] {
-            if v == 0 {
-                return Err(config_err(what, 0, "at least 1"));
-            }
-        }
+        ])?;
         if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(config_err("n_heads", self.n_heads, &format!("a divisor of d_model = {}", self.d_model)));
         }
@@ -132,9 +128,7 @@ impl CausalLmConfig {
         {
             return Err(config_err("share_group", g, &format!("1..={} layers", self.n_layers)));
         }
-        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(config_err("layer_norm_eps", self.layer_norm_eps, "a finite value > 0"));
-        }
+        check_eps(self.layer_norm_eps)?;
         Ok(())
     }
 

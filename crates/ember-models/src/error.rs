@@ -86,3 +86,16 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 pub(crate) fn config_err(what: &str, value: impl ToString, expected: &str) -> ModelError {
     ModelError::Config { what: what.into(), value: value.to_string(), expected: expected.into() }
 }
+
+/// The first size in `sizes` that is zero, as a [`ModelError::Config`].
+pub(crate) fn check_nonzero(sizes: &[(&str, usize)]) -> Result<()> {
+    match sizes.iter().find(|(_, v)| *v == 0) {
+        Some((what, _)) => Err(config_err(what, 0, "at least 1")),
+        None => Ok(()),
+    }
+}
+
+/// `layer_norm_eps` must be finite and positive.
+pub(crate) fn check_eps(eps: f64) -> Result<()> {
+    if eps.is_finite() && eps > 0.0 { Ok(()) } else { Err(config_err("layer_norm_eps", eps, "a finite value > 0")) }
+}
