@@ -49,7 +49,7 @@ pub use glue::{GlueExample, GlueLabel, GluePrediction, GlueSplit, GlueTask, Task
 pub use language::{MultiRc, Perplexity, SquadMetric, exact_match, normalize_answer, token_f1};
 pub use latency::{LatencyConfig, LatencyReport, measure, percentile, summarize};
 pub use regression::{Correlation, average_ranks};
-pub use report::{CompressionReport, EnergyModel, StageRow};
+pub use report::{CompressionReport, EnergyModel, MetricFloor, StageRow};
 pub use size::{Component, ModelSize, TensorSize, file_size};
 pub use superglue::{
     MultiRcQuestion, RecordQuery, SgExample, SgScore, SgSplit, SuperGlueTask, evaluate_multirc, evaluate_record,

@@ -108,11 +108,25 @@ impl EnergyModel {
     }
 }
 
+/// A reference value of the report's metric that no model should pass, for example the
+/// entropy floor of a corpus whose entropy rate is known (the lowest reachable perplexity).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricFloor {
+    /// What the floor is (`entropy floor`, `human agreement`, …).
+    pub label: String,
+    /// Its value, in the rows' metric.
+    pub value: f64,
+}
+
 /// The rows of a compression run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompressionReport {
     /// Stages, the baseline first.
     pub rows: Vec<StageRow>,
+    /// The metric's floor, when one is known: the markdown table then shows every stage's
+    /// ratio to it and the plot draws it as a line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<MetricFloor>,
 }
 
 impl CompressionReport {
@@ -133,17 +147,44 @@ impl CompressionReport {
             r.speedup_b1 = base.latency_p50_ms_b1 / r.latency_p50_ms_b1;
             r.speedup_b32 = base.latency_p50_ms_b32 / r.latency_p50_ms_b32;
         }
-        Ok(CompressionReport { rows })
+        Ok(CompressionReport { rows, floor: None })
     }
 
-    /// A markdown table.
+    /// With the metric's floor (see [`MetricFloor`]).
+    ///
+    /// ```
+    /// use ember_eval::{CompressionReport, StageRow};
+    /// let rows = vec![
+    ///     StageRow::new("teacher", 1_000, 4_000, "perplexity", 1.50, 2.0, 20.0),
+    ///     StageRow::new("int8", 1_000, 1_000, "perplexity", 1.53, 0.5, 5.0),
+    /// ];
+    /// let report = CompressionReport::new(rows).unwrap().with_floor("entropy floor", 1.45).unwrap();
+    /// assert!(report.to_markdown().contains("| 1.055× |")); // 1.53 / 1.45
+    /// assert!(report.with_floor("bad", f64::NAN).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`EvalError::NonFinite`] for a floor that is not a finite number.
+    pub fn with_floor(mut self, label: &str, value: f64) -> Result<Self> {
+        if !value.is_finite() {
+            return Err(EvalError::NonFinite(format!("metric floor {label} = {value}")));
+        }
+        self.floor = Some(MetricFloor { label: label.into(), value });
+        Ok(self)
+    }
+
+    /// A markdown table (with a `× floor` column and a closing line when a floor is set).
     pub fn to_markdown(&self) -> String {
+        let floor = self.floor.as_ref().filter(|f| f.value != 0.0);
         let mut s = String::from(
-            "| stage | params | size (MB) | metric | value | p50 b1 (ms) | p50 b32 (ms) | speed-up b1 | speed-up b32 | energy (mJ, est.) |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n",
+            "| stage | params | size (MB) | metric | value | p50 b1 (ms) | p50 b32 (ms) | speed-up b1 | speed-up b32 | energy (mJ, est.) |",
         );
+        s += if floor.is_some() { " × floor |\n" } else { "\n" };
+        s += "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|";
+        s += if floor.is_some() { "---:|\n" } else { "\n" };
         for r in &self.rows {
             s += &format!(
-                "| {} | {} | {:.2} | {} | {:.4} | {:.3} | {:.3} | {:.2}× | {:.2}× | {} |\n",
+                "| {} | {} | {:.2} | {} | {:.4} | {:.3} | {:.3} | {:.2}× | {:.2}× | {} |",
                 r.stage,
                 r.params,
                 r.bytes as f64 / 1e6,
@@ -155,13 +196,20 @@ impl CompressionReport {
                 r.speedup_b32,
                 r.energy_mj_est.map_or("–".to_string(), |e| format!("{e:.3}"))
             );
+            s += &match floor {
+                Some(f) => format!(" {:.3}× |\n", r.metric_value / f.value),
+                None => "\n".into(),
+            };
+        }
+        if let Some(f) = &self.floor {
+            s += &format!("\n{}: {} = {:.4}\n", f.label, self.rows[0].metric, f.value);
         }
         s
     }
 
-    /// The rows as a JSON array.
+    /// The report as JSON: `{"rows": [...], "floor": {...}}` (no `floor` key without one).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&self.rows).unwrap_or_default()
+        serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
     /// An SVG scatter plot of the metric against size (MB), one labelled point per stage.
@@ -179,7 +227,10 @@ impl CompressionReport {
             let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
             let mb: Vec<f64> = self.rows.iter().map(|r| r.bytes as f64 / 1e6).collect();
-            let q: Vec<f64> = self.rows.iter().map(|r| r.metric_value).collect();
+            let mut q: Vec<f64> = self.rows.iter().map(|r| r.metric_value).collect();
+            let floor = self.floor.as_ref().map(|f| f.value);
+            let points = q.len();
+            q.extend(floor);
             let span = |v: &[f64]| {
                 let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
                 let pad = ((hi - lo).abs() * 0.15).max(hi.abs() * 0.05).max(1e-6);
@@ -199,8 +250,22 @@ impl CompressionReport {
                 .y_desc(metric.as_str())
                 .draw()
                 .map_err(|e| err(e.to_string()))?;
+            let x_range = span(&mb);
+            if let (Some(f), Some(label)) = (floor, self.floor.as_ref().map(|f| f.label.clone())) {
+                chart
+                    .draw_series(LineSeries::new([(x_range.start, f), (x_range.end, f)], RED.stroke_width(1)))
+                    .map_err(|e| err(e.to_string()))?
+                    .label(label)
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE)
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| err(e.to_string()))?;
+            }
             chart
-                .draw_series(self.rows.iter().zip(mb.iter().zip(&q)).map(|(r, (x, y))| {
+                .draw_series(self.rows.iter().zip(mb.iter().zip(&q[..points])).map(|(r, (x, y))| {
                     EmptyElement::at((*x, *y))
                         + Circle::new((0, 0), 5, BLUE.filled())
                         + Text::new(r.stage.clone(), (8, -8), ("sans-serif", 14))

@@ -220,8 +220,9 @@ fn the_report_writes_markdown_json_and_valid_svg() {
     assert_eq!((report.rows[1].speedup_b1, report.rows[2].speedup_b32), (2.0, 7.5));
     let md = report.to_markdown();
     assert!(md.contains("| distilled | 66000000 | 264.00 | accuracy | 0.9000 |"), "{md}");
-    let back: Vec<StageRow> = serde_json::from_str(&report.to_json()).unwrap();
-    assert_eq!(back, report.rows);
+    let back: CompressionReport = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(back, report);
+    assert!(!report.to_json().contains("floor") && !md.contains("× floor"));
     let fields = serde_json::to_value(&report.rows[0]).unwrap();
     for f in [
         "stage",
@@ -248,6 +249,18 @@ fn the_report_writes_markdown_json_and_valid_svg() {
         assert!(dir.join(format!("run.{ext}")).metadata().unwrap().len() > 0);
     }
     let _ = std::fs::remove_dir_all(&dir);
+
+    // A floor: a ratio column, a closing line, a JSON key and a line in the plot.
+    let floored = report.clone().with_floor("human agreement", 0.95).unwrap();
+    let md = floored.to_markdown();
+    assert!(md.contains("| × floor |") && md.contains("| 0.947× |"), "{md}"); // 0.90 / 0.95
+    assert!(md.contains("human agreement: accuracy = 0.9500"), "{md}");
+    let back: CompressionReport = serde_json::from_str(&floored.to_json()).unwrap();
+    assert_eq!(back.floor.unwrap().value, 0.95);
+    let svg = floored.to_svg().unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("valid XML");
+    assert!(doc.descendants().any(|n| n.text().is_some_and(|t| t.contains("human agreement"))));
+    assert!(report.clone().with_floor("x", f64::INFINITY).is_err());
     assert!(matches!(CompressionReport::new(vec![]), Err(EvalError::Empty(_))));
     let bad = StageRow::new("x", 1, 1, "acc", 0.5, 0.0, 1.0);
     assert!(matches!(CompressionReport::new(vec![bad]), Err(EvalError::NonFinite(_))));

@@ -46,3 +46,8 @@ pub use error::{LayerError, Result};
 pub use feedforward::{Activation, FeedForward, FeedForwardConfig};
 pub use mobilebert::{MobileBert, MobileBertLayer, Normalization};
 pub use params::{MobileBertSpec, ParamBreakdown, TransformerSpec};
+
+// The guide's code blocks are compiled and run as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/layers.md")]
+struct GuideDoctests;

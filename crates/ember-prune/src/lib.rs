@@ -60,3 +60,8 @@ pub use structured::{
     HeadImportance, ffn_neuron_scores, mask_attention, mask_feed_forward, shrink_attention, shrink_feed_forward,
     shrink_linear_pair,
 };
+
+// The guide's code blocks are compiled and run as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/pruning.md")]
+struct GuideDoctests;
