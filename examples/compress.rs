@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example compress                       # built-in corpus, default recipe
 //! cargo run --release --example compress -- --corpus corpora/moby-dick.txt
-//! cargo run --release --example compress -- --quick            # the CI smoke run (< 1 minute)
+//! cargo run --release --example compress -- --quick            # the CI smoke run (seconds)
 //! cargo run --release --example compress -- --print-recipe > my.json   # edit, then --recipe my.json
 //! ```
 //!
@@ -14,7 +14,8 @@
 //!    `--out`: a rerun with the same teacher recipe and corpus skips it);
 //! 2. **distilled**: an ALBERT-style student (factorized embedding, one block shared by every
 //!    layer, narrower) trained by [`Distiller`] with soft-target KD, the hard labels and a
-//!    hidden-state MSE through learned projections (TinyBERT);
+//!    hidden-state MSE through learned projections (TinyBERT's loss, one projection per layer
+//!    pair as in TextBrewer);
 //! 3. **pruned**: the student fine-tuned further under the same distillation while
 //!    [`Pruner`] raises its sparsity on a cubic schedule ([`CubicSchedule`]); masks stay
 //!    applied between updates and are folded at the end;
@@ -104,7 +105,8 @@ struct TrainRecipe {
     warmup: usize,
     /// Final learning rate as a fraction of the peak.
     min_lr_fraction: f64,
-    /// Gradient clipping by global norm.
+    /// Gradient clipping: each parameter's gradient is scaled down to at most this L2 norm
+    /// (Burn's `GradientClippingConfig::Norm`).
     clip_norm: f32,
 }
 
@@ -234,7 +236,7 @@ impl Default for Recipe {
 }
 
 impl Recipe {
-    /// The CI smoke recipe: the same stages on tiny models, well under a minute.
+    /// The CI smoke recipe: the same stages on tiny models, in seconds.
     fn quick() -> Self {
         let seq = 32;
         let mut r = Recipe::default();
@@ -259,11 +261,17 @@ impl Recipe {
         let d = &self.data;
         check(d.held_out > 0.0 && d.held_out <= 0.5, "data.held_out", d.held_out, "a fraction in (0, 0.5]")?;
         check(d.seq_len >= 2, "data.seq_len", d.seq_len, "at least 2 bytes")?;
+        check(d.seq_len <= 1 << 16, "data.seq_len", d.seq_len, "at most 65536 bytes")?;
+        let window = d.seq_len + 1;
         check(
-            d.corpus_bytes >= 20 * (d.seq_len + 1),
+            d.corpus_bytes >= 20 * window && (d.corpus_bytes as f64 * d.held_out).round() as usize >= 4 * window,
             "data.corpus_bytes",
             d.corpus_bytes,
-            &format!("at least 20 windows of seq_len + 1 = {} bytes", d.seq_len + 1),
+            &format!(
+                "at least 20 windows of seq_len + 1 = {window} bytes, 4 of them in the held-out part \
+                 (held_out = {})",
+                d.held_out
+            ),
         )?;
         for (name, m) in [("teacher", &self.teacher), ("student", &self.student)] {
             m.model.validate().map_err(|e| RecipeError::invalid(&format!("{name}.model"), e))?;
@@ -288,20 +296,37 @@ impl Recipe {
             q.hidden_mse_weight,
             "a finite weight ≥ 0",
         )?;
+        // The Distiller checks temperature, weights (finite, ≥ 0) and the layer map against both
+        // models.
+        Distiller::new(self.distill_config(), self.teacher.shape(), self.student.shape(), &Device::flex())
+            .map_err(|e| RecipeError::invalid("distill", e))?;
         check(
             q.soft_weight + q.hard_weight + q.hidden_mse_weight > 0.0,
             "distill",
             "all weights 0",
-            "at least one loss",
+            "at least one loss with a weight > 0",
         )?;
-        // The Distiller checks temperature, weights and the layer map against both models.
-        Distiller::new(self.distill_config(), self.teacher.shape(), self.student.shape(), &Device::flex())
-            .map_err(|e| RecipeError::invalid("distill", e))?;
         let p = &self.prune;
         Pruner::new(self.prune_config(p.sparsity)).map_err(|e| RecipeError::invalid("prune", e))?;
         check(p.ramp > 0.0 && p.ramp <= 1.0, "prune.ramp", p.ramp, "a fraction in (0, 1]")?;
-        self.prune_schedule().map_err(|e| RecipeError::invalid("prune", e))?;
         p.train.validate("prune.train")?;
+        let schedule = self.prune_schedule().map_err(|e| RecipeError::invalid("prune", e))?;
+        if p.criterion == Criterion::Movement {
+            // Movement scores accumulate over training steps: the first pruning pass needs some.
+            check(
+                schedule.end_step >= 1,
+                "prune.ramp",
+                p.ramp,
+                "a ramp of at least 2 steps with the Movement criterion (scores accumulate while training)",
+            )?;
+        }
+        // A dry run on a freshly built student catches N:M groups that do not divide a layer and
+        // patterns that exclude every weight, before any training.
+        let student = self.student.model.init(&Device::flex()).map_err(|e| RecipeError::invalid("student.model", e))?;
+        let dry = self.prune_config(p.sparsity).with_criterion(Criterion::Magnitude);
+        Pruner::new(dry)
+            .and_then(|pruner| pruner.compute_masks(&student))
+            .map_err(|e| RecipeError::invalid("prune (on the student)", e))?;
         let q = &self.quant;
         q.observer.validate().map_err(|e| RecipeError::invalid("quant.observer", e))?;
         q.weight.validate().map_err(|e| RecipeError::invalid("quant.weight", e))?;
@@ -309,7 +334,7 @@ impl Recipe {
             check(q.calibration_batches >= 1, "quant.calibration_batches", 0, "at least 1 in static mode")?;
         }
         let e = &self.eval;
-        check(e.batch >= 1, "eval.batch", e.batch, "at least 1")?;
+        check((1..=4096).contains(&e.batch), "eval.batch", e.batch, "1..=4096 windows")?;
         check(e.latency_min_ms >= 1, "eval.latency_min_ms", e.latency_min_ms, "at least 1")?;
         check(e.latency_rounds >= 1, "eval.latency_rounds", e.latency_rounds, "at least 1")?;
         Ok(())
@@ -337,7 +362,8 @@ impl Recipe {
             .with_exclude(p.exclude.clone())
     }
 
-    /// Sparsity ramps from 0 at step 0 to `sparsity` at `ramp · steps`, then holds.
+    /// Sparsity ramps from 0 at step 0 to `sparsity` at step `round(ramp · steps) − 1`, then
+    /// holds.
     fn prune_schedule(&self) -> Result<CubicSchedule, ember_slm::prune::PruneError> {
         let p = &self.prune;
         let end = ((p.train.steps as f64 * p.ramp).round() as usize).clamp(1, p.train.steps.max(1)) - 1;
@@ -354,7 +380,7 @@ impl ModelRecipe {
 impl TrainRecipe {
     fn validate(&self, name: &str) -> Result<(), RecipeError> {
         check(self.steps >= 1, &format!("{name}.steps"), self.steps, "at least 1")?;
-        check(self.batch >= 1, &format!("{name}.batch"), self.batch, "at least 1")?;
+        check((1..=4096).contains(&self.batch), &format!("{name}.batch"), self.batch, "1..=4096 windows")?;
         check(self.lr.is_finite() && self.lr > 0.0, &format!("{name}.lr"), self.lr, "a finite rate > 0")?;
         check(self.warmup <= self.steps, &format!("{name}.warmup"), self.warmup, "at most steps")?;
         let f = self.min_lr_fraction;
@@ -420,7 +446,7 @@ USAGE: cargo run --release --example compress -- [OPTIONS]
 
   --recipe FILE      read the recipe (JSON) instead of the default
   --print-recipe     print the recipe that would run (JSON) and exit
-  --quick            tiny models and steps: the CI smoke run (< 1 minute)
+  --quick            tiny models and steps: the CI smoke run (seconds)
   --corpus FILE      train on a text file instead of the built-in Markov corpus
   --device NAME      flex (default), ndarray, or wgpu (built with --features wgpu)
   --threads N        CPU threads (default: all cores)
@@ -495,7 +521,15 @@ fn load_recipe(args: &Args) -> Result<Recipe, RecipeError> {
             let shown = path.display().to_string();
             let text = std::fs::read_to_string(path)
                 .map_err(|e| RecipeError::Parse { path: shown.clone(), message: e.to_string() })?;
-            serde_json::from_str(&text).map_err(|e| RecipeError::Parse { path: shown, message: e.to_string() })?
+            let parse = |message: String| RecipeError::Parse { path: shown.clone(), message };
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
+            let recipe: Recipe = serde_json::from_value(value.clone()).map_err(|e| parse(e.to_string()))?;
+            // Types from the crates accept unknown keys; a typo there must not pass silently.
+            let known = serde_json::to_value(&recipe).map_err(|e| parse(e.to_string()))?;
+            if let Some(key) = unknown_key(&value, &known, "") {
+                return Err(parse(format!("unknown key {key}")));
+            }
+            recipe
         }
         None if args.quick => Recipe::quick(),
         None => Recipe::default(),
@@ -505,6 +539,25 @@ fn load_recipe(args: &Args) -> Result<Recipe, RecipeError> {
     }
     recipe.validate()?;
     Ok(recipe)
+}
+
+/// The first key of `input` (a path like `student.model.embeding_size`) that the parsed recipe
+/// does not have.
+fn unknown_key(input: &serde_json::Value, known: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match (input, known) {
+        (Value::Object(a), Value::Object(b)) => a.iter().find_map(|(k, v)| {
+            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            match b.get(k) {
+                Some(w) => unknown_key(v, w, &p),
+                None => Some(p),
+            }
+        }),
+        (Value::Array(a), Value::Array(b)) => {
+            a.iter().zip(b).enumerate().find_map(|(i, (v, w))| unknown_key(v, w, &format!("{path}[{i}]")))
+        }
+        _ => None,
+    }
 }
 
 #[allow(deprecated)] // NdArray is deprecated upstream; Ember still supports it.
@@ -795,7 +848,8 @@ fn wanda_norms(
         let b = sample(tokens, 8, seq, rng, &device);
         model.try_forward(b.x, false)?;
     }
-    Ok(session.finish()?.input_channel_norms().into_iter().map(|(k, v)| (format!("{k}.weight"), v)).collect())
+    // Keyed by weight path (`attn.0.query.weight`), as the pruner expects.
+    Ok(session.finish()?.input_channel_norms().into_iter().collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -825,6 +879,12 @@ fn held_out_perplexity(model: &CausalLm, held: &[u32], seq: usize, batch: usize,
         let rows = batch.min(windows - start);
         let slice = &held[start * seq..(start + rows) * seq + 1];
         let p = perplexity(model, slice, seq, rows, &device)?;
+        if !p.is_finite() {
+            return Err(format!(
+                "{stage}: held-out perplexity overflowed (mean NLL above 709 nats): the model diverged"
+            )
+            .into());
+        }
         nll += p.ln() * (rows * seq) as f64;
         count += rows * seq;
         pb.inc(rows as u64);
@@ -1014,6 +1074,10 @@ fn run(recipe: &Recipe, args: &Args, device: &Device) -> Result<CompressionRepor
     if cached {
         eprintln!("teacher: loaded from {} (same recipe, corpus and seed)", args.out.display());
     }
+    // The later stages start from the same random state whether the teacher was trained or
+    // loaded from the cache, so a rerun reproduces them.
+    rng = Rng(recipe.seed.wrapping_add(1));
+    device.seed(recipe.seed ^ 0x5eed_0001);
     let t_cfg = &recipe.teacher.model;
     stages.push(ev.stage("teacher", teacher.clone(), t_cfg, "teacher", false, secs)?);
 
@@ -1176,6 +1240,14 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// The Flex device's random state is process-wide: tests that build models (validation
+    /// does too) take turns, so seeded runs are reproducible while tests run in parallel.
+    fn serial() -> MutexGuard<'static, ()> {
+        static LOCK: Mutex<()> = Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     fn args(v: &[&str]) -> Result<Option<Args>, RecipeError> {
         parse_args(v.iter().map(|s| s.to_string()))
@@ -1183,6 +1255,7 @@ mod tests {
 
     #[test]
     fn default_and_quick_recipes_are_valid_and_round_trip() {
+        let _serial = serial();
         for r in [Recipe::default(), Recipe::quick()] {
             r.validate().unwrap();
             let back: Recipe = serde_json::from_str(&serde_json::to_string_pretty(&r).unwrap()).unwrap();
@@ -1195,6 +1268,7 @@ mod tests {
 
     #[test]
     fn bad_recipes_name_the_field() {
+        let _serial = serial();
         type Edit = Box<dyn Fn(&mut Recipe)>;
         let cases: Vec<(Edit, &str)> = vec![
             (
@@ -1213,6 +1287,17 @@ mod tests {
             (Box::new(|r| r.quant.observer = ObserverConfig::percentile(20.0)), "quant.observer"),
             (Box::new(|r| r.eval.batch = 0), "eval.batch"),
             (Box::new(|r| r.prune.ramp = 1.5), "prune.ramp"),
+            (Box::new(|r| r.data.corpus_bytes = 700), "4 of them in the held-out part"),
+            (Box::new(|r| r.teacher.train.batch = 1 << 40), "teacher.train.batch"),
+            (Box::new(|r| r.prune.granularity = Granularity::NM { n: 3, m: 5 }), "prune (on the student)"),
+            (Box::new(|r| r.prune.exclude = vec!["*".into()]), "prune (on the student)"),
+            (
+                Box::new(|r| {
+                    r.prune.criterion = Criterion::Movement;
+                    r.prune.ramp = 0.01;
+                }),
+                "Movement",
+            ),
         ];
         for (edit, needle) in cases {
             let mut r = Recipe::quick();
@@ -1224,6 +1309,7 @@ mod tests {
 
     #[test]
     fn recipe_files_and_arguments() {
+        let _serial = serial();
         let dir = std::env::temp_dir().join(format!("ember-compress-args-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("r.json");
@@ -1231,11 +1317,19 @@ mod tests {
         r.seed = 5;
         std::fs::write(&file, serde_json::to_string(&r).unwrap()).unwrap();
         let a = args(&["--recipe", file.to_str().unwrap(), "--seed", "9"]).unwrap().unwrap();
-        assert_eq!(load_recipe(&a).unwrap(), Recipe { seed: 9, ..r });
-        // Unknown keys and malformed JSON are errors naming the file.
+        assert_eq!(load_recipe(&a).unwrap(), Recipe { seed: 9, ..r.clone() });
+        // Unknown keys (also inside the crates' own types) and malformed JSON are errors naming
+        // the file.
         std::fs::write(&file, r#"{"seed": 1, "colour": 2}"#).unwrap();
         let e = load_recipe(&a).unwrap_err().to_string();
         assert!(e.contains("r.json") && e.contains("unknown field"), "{e}");
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["student"]["model"]["embeding_size"] = serde_json::json!(8);
+        std::fs::write(&file, v.to_string()).unwrap();
+        let e = load_recipe(&a).unwrap_err().to_string();
+        assert!(e.contains("unknown key student.model.embeding_size"), "{e}");
+        std::fs::write(&file, "{").unwrap();
+        assert!(load_recipe(&a).unwrap_err().to_string().contains("r.json"));
         assert!(args(&["--threads", "0"]).unwrap_err().to_string().contains("at least 1"));
         assert!(args(&["--seed"]).unwrap_err().to_string().contains("--seed needs a number"));
         assert!(args(&["--frobnicate"]).unwrap_err().to_string().contains("unknown argument"));
@@ -1246,6 +1340,7 @@ mod tests {
 
     #[test]
     fn lr_schedule_warms_up_and_decays() {
+        let _serial = serial();
         let t = TrainRecipe { steps: 100, batch: 1, lr: 1.0, warmup: 10, min_lr_fraction: 0.1, clip_norm: 1.0 };
         assert!((t.lr_at(0) - 0.1).abs() < 1e-12 && (t.lr_at(9) - 1.0).abs() < 1e-12);
         assert!((t.lr_at(10) - 1.0).abs() < 1e-12 && (t.lr_at(100) - 0.1).abs() < 1e-12);
@@ -1254,6 +1349,7 @@ mod tests {
 
     #[test]
     fn corpus_split_and_errors() {
+        let _serial = serial();
         let r = Recipe::quick();
         let c = load_corpus(&r, None).unwrap();
         let total = c.train.len() + c.held.len();
@@ -1273,8 +1369,7 @@ mod tests {
     /// The whole pipeline on a micro recipe: every stage runs, the report files exist and
     /// every number in the JSON is finite; the pruned stage is as sparse as asked and the
     /// teacher is reused on a rerun.
-    #[test]
-    fn micro_pipeline_end_to_end() {
+    fn micro_recipe() -> Recipe {
         let mut r = Recipe::quick();
         r.data.corpus_bytes = 8_000;
         r.data.seq_len = 16;
@@ -1290,8 +1385,11 @@ mod tests {
         r.prune.frequency = 2;
         r.eval = EvalRecipe { batch: 8, latency_min_ms: 1, latency_warmup: 0, latency_rounds: 1 };
         r.validate().unwrap();
-        let out = std::env::temp_dir().join(format!("ember-compress-micro-{}", std::process::id()));
-        let a = Args {
+        r
+    }
+
+    fn micro_args(out: &Path) -> Args {
+        Args {
             recipe: None,
             print_recipe: false,
             quick: false,
@@ -1299,9 +1397,17 @@ mod tests {
             device: "flex".into(),
             threads: 1,
             seed: None,
-            out: out.clone(),
+            out: out.to_path_buf(),
             retrain: false,
-        };
+        }
+    }
+
+    #[test]
+    fn micro_pipeline_end_to_end() {
+        let _serial = serial();
+        let r = micro_recipe();
+        let out = std::env::temp_dir().join(format!("ember-compress-micro-{}", std::process::id()));
+        let a = micro_args(&out);
         let report = run(&r, &a, &Device::flex()).unwrap();
         assert_eq!(report.rows.len(), 4);
         assert!(report.rows[2].stage.starts_with("pruned 50"), "{}", report.rows[2].stage);
@@ -1328,6 +1434,36 @@ mod tests {
         let corpus = load_corpus(&r, None).unwrap();
         let (_, _, cached) = teacher(&r, &corpus, &Device::flex(), &out, false, &mut rng).unwrap();
         assert!(cached && key == teacher_key(&r, &corpus));
+        // The rerun with the cached teacher reproduces the later stages exactly.
+        let again = run(&r, &a, &Device::flex()).unwrap();
+        for (x, y) in report.rows.iter().zip(&again.rows) {
+            assert_eq!(x.bytes, y.bytes, "{}", x.stage);
+            assert!((x.metric_value / y.metric_value - 1.0).abs() < 1e-4, "{}: {x:?} {y:?}", x.stage);
+        }
         let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// Wanda (input norms from a calibration pass) and movement (scores accumulated from
+    /// gradients) reach the asked sparsity too, and N:M gives its fixed 50 %.
+    #[test]
+    fn other_pruning_criteria_run() {
+        let _serial = serial();
+        for (i, (criterion, granularity)) in [
+            (Criterion::Wanda, Granularity::Unstructured),
+            (Criterion::Movement, Granularity::Unstructured),
+            (Criterion::Magnitude, Granularity::NM { n: 2, m: 4 }),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = micro_recipe();
+            r.prune.criterion = criterion.clone();
+            r.prune.granularity = granularity;
+            r.validate().unwrap();
+            let out = std::env::temp_dir().join(format!("ember-compress-criteria-{}-{i}", std::process::id()));
+            let report = run(&r, &micro_args(&out), &Device::flex()).unwrap();
+            assert!(report.rows[2].stage.starts_with("pruned 50"), "{criterion:?}: {}", report.rows[2].stage);
+            let _ = std::fs::remove_dir_all(&out);
+        }
     }
 }

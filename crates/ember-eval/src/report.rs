@@ -201,8 +201,8 @@ impl CompressionReport {
                 None => "\n".into(),
             };
         }
-        if let Some(f) = &self.floor {
-            s += &format!("\n{}: {} = {:.4}\n", f.label, self.rows[0].metric, f.value);
+        if let (Some(f), Some(first)) = (&self.floor, self.rows.first()) {
+            s += &format!("\n{}: {} = {:.4}\n", f.label, first.metric, f.value);
         }
         s
     }
@@ -236,7 +236,7 @@ impl CompressionReport {
                 let pad = ((hi - lo).abs() * 0.15).max(hi.abs() * 0.05).max(1e-6);
                 (lo - pad)..(hi + pad)
             };
-            let metric = self.rows[0].metric.clone();
+            let metric = self.rows.first().map_or_else(|| "metric".to_string(), |r| r.metric.clone());
             let mut chart = ChartBuilder::on(&root)
                 .caption(format!("{metric} against model size"), ("sans-serif", 22))
                 .margin(16)
@@ -257,12 +257,6 @@ impl CompressionReport {
                     .map_err(|e| err(e.to_string()))?
                     .label(label)
                     .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE)
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(|e| err(e.to_string()))?;
             }
             chart
                 .draw_series(self.rows.iter().zip(mb.iter().zip(&q[..points])).map(|(r, (x, y))| {
@@ -271,6 +265,16 @@ impl CompressionReport {
                         + Text::new(r.stage.clone(), (8, -8), ("sans-serif", 14))
                 }))
                 .map_err(|e| err(e.to_string()))?;
+            if floor.is_some() {
+                // Drawn last, in a corner, so the points do not cover it.
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperRight)
+                    .background_style(WHITE)
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| err(e.to_string()))?;
+            }
             root.present().map_err(|e| err(e.to_string()))?;
         }
         Ok(svg)
