@@ -370,6 +370,11 @@ impl CausalLm {
     }
 }
 
+/// Turns a failed read-back from the device into [`ModelError::Device`] instead of a panic.
+fn device_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> ModelError + '_ {
+    move |e| ModelError::Device { what: what.into(), message: e.to_string() }
+}
+
 /// Checks that every value of `ids` is in `0..vocab` (or equals `ignore`).
 fn check_range(what: &str, ids: Tensor<2, Int>, vocab: usize, ignore: Option<i64>) -> Result<()> {
     let flat = ids.reshape([-1]);
@@ -380,8 +385,8 @@ fn check_range(what: &str, ids: Tensor<2, Int>, vocab: usize, ignore: Option<i64
         }
         None => flat,
     };
-    let lo: i64 = flat.clone().min().into_scalar();
-    let hi: i64 = flat.max().into_scalar();
+    let lo: i64 = flat.clone().min().try_into_scalar().map_err(device_err(what))?;
+    let hi: i64 = flat.max().try_into_scalar().map_err(device_err(what))?;
     if lo < 0 || hi >= vocab as i64 {
         let bad = if lo < 0 { lo } else { hi };
         return Err(ModelError::Input {
@@ -450,7 +455,8 @@ impl ByteTokenizer {
 ///
 /// # Errors
 /// [`ModelError::Input`] when the stream is shorter than one window, `seq_len` exceeds the
-/// model's context, a token is outside the vocabulary, or the loss is not finite.
+/// model's context, a token is outside the vocabulary, or the loss is not finite;
+/// [`ModelError::Device`] when the device fails to compute or return the loss.
 pub fn perplexity(model: &CausalLm, tokens: &[u32], seq_len: usize, batch: usize, device: &Device) -> Result<f64> {
     let bad = |message: String| Err(ModelError::Input { what: "perplexity".into(), message });
     if seq_len == 0 || seq_len > model.max_seq_len() {
@@ -476,7 +482,9 @@ pub fn perplexity(model: &CausalLm, tokens: &[u32], seq_len: usize, batch: usize
         }
         let x = Tensor::<2, Int>::from_data(TensorData::new(input, [rows, seq_len]), device);
         let y = Tensor::<2, Int>::from_data(TensorData::new(target, [rows, seq_len]), device);
-        let loss: f32 = lm_loss(model.try_forward(x, false)?.logits, y, None)?.into_scalar();
+        let loss: f32 = lm_loss(model.try_forward(x, false)?.logits, y, None)?
+            .try_into_scalar()
+            .map_err(device_err("the held-out loss"))?;
         sum += f64::from(loss) * (rows * seq_len) as f64;
         count += rows * seq_len;
     }

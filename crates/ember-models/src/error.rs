@@ -72,6 +72,15 @@ pub enum ModelError {
         /// What was wrong and what was expected.
         message: String,
     },
+    /// A value could not be read back from the device (the backend failed while computing it,
+    /// for example an operation the device does not support).
+    #[error("reading {what} from the device failed: {message}")]
+    Device {
+        /// What was being read.
+        what: String,
+        /// The backend's error.
+        message: String,
+    },
     /// An error from ember-quant (quantizing, saving or loading an int8 model).
     #[error(transparent)]
     Quant(#[from] ember_quant::QuantError),
