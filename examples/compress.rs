@@ -1443,6 +1443,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(&out);
     }
 
+    /// The same micro pipeline on Burn's wgpu device (CI: Mesa's lavapipe): teacher training,
+    /// distillation, gradual pruning with masks and static int8 all run there, and the report
+    /// is complete and finite.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn micro_pipeline_on_wgpu() {
+        let _serial = serial();
+        let Some(gpu) = ember_testkit::wgpu() else {
+            eprintln!("SKIPPED: no wgpu adapter");
+            return;
+        };
+        ember_testkit::record("wgpu");
+        let r = micro_recipe();
+        let out = std::env::temp_dir().join(format!("ember-compress-wgpu-{}", std::process::id()));
+        let report = run(&r, &micro_args(&out), &gpu).unwrap();
+        assert_eq!(report.rows.len(), 4);
+        assert!(report.rows[2].stage.starts_with("pruned 50"), "{}", report.rows[2].stage);
+        assert!(report.rows.iter().all(|row| row.metric_value.is_finite() && row.metric_value > 1.0));
+        assert!(report.rows[3].bytes < report.rows[1].bytes);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
     /// Wanda (input norms from a calibration pass) and movement (scores accumulated from
     /// gradients) reach the asked sparsity too, and N:M gives its fixed 50 %.
     #[test]

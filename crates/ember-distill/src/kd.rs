@@ -64,7 +64,13 @@ pub(crate) fn row_weights(pad_mask: Option<Tensor<2, Bool>>, batch: usize, seq: 
 
 /// Mean of every element; 0 (not NaN) for an empty tensor.
 pub(crate) fn safe_mean<const D: usize>(t: Tensor<D>) -> Tensor<1> {
-    if t.dims().contains(&0) { Tensor::zeros([1], &t.device()) } else { t.mean() }
+    if t.dims().contains(&0) { zero_loss(&t.device()) } else { t.mean() }
+}
+
+/// A loss of exactly 0, written from the host: with Burn's kernel fusion (wgpu), a `zeros`
+/// fill queued behind ops on empty tensors was seen to come back as uninitialized memory.
+pub(crate) fn zero_loss(device: &burn::tensor::Device) -> Tensor<1> {
+    Tensor::from_data(burn::tensor::TensorData::new(vec![0f32], [1]), device)
 }
 
 /// Mean of `values` (`[n]`) over the rows with weight 1; 0 when no row counts. Rows with weight
@@ -183,7 +189,10 @@ impl KdLoss {
             check_finite("student logits", &student)?;
             check_finite("teacher logits", &teacher)?;
         }
-        Ok(safe_mean(kl_rows(student, teacher.detach(), self.temperature)) * self.scale)
+        if student.dims()[0] == 0 {
+            return Ok(zero_loss(&student.device()));
+        }
+        Ok(kl_rows(student, teacher.detach(), self.temperature).mean() * self.scale)
     }
 
     /// Soft-target loss of sequence logits `[batch, seq, vocab]`, averaged over the positions
@@ -333,7 +342,7 @@ pub fn hard_label_loss(logits: Tensor<2>, labels: Tensor<1, Int>) -> Result<Tens
     check_labels(&labels, c, None)?;
     check_finite("student logits", &logits)?;
     if n == 0 {
-        return Ok(Tensor::zeros([1], &logits.device()));
+        return Ok(zero_loss(&logits.device()));
     }
     Ok(ce_rows(logits, labels).mean())
 }

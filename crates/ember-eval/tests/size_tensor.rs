@@ -8,9 +8,9 @@ use ember_eval::{
     Accuracy, Component, ConfusionMatrix, Correlation, EvalError, ModelSize, Perplexity, TopKAccuracy, file_size,
 };
 
-#[allow(deprecated)] // NdArray is deprecated upstream; Ember still supports it.
+/// Flex, NdArray, and wgpu with the `wgpu` feature (ember-testkit).
 fn devices() -> Vec<burn::tensor::Device> {
-    vec![burn::tensor::Device::flex(), burn::tensor::Device::ndarray()]
+    ember_testkit::device_list()
 }
 
 #[derive(Module, Debug)]

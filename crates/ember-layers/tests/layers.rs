@@ -6,10 +6,9 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use ember_layers::*;
 use std::collections::HashMap;
 
-fn devices() -> Vec<Device> {
-    #[allow(deprecated)]
-    let nd = Device::ndarray();
-    vec![Device::flex(), nd]
+/// Flex, NdArray, and wgpu with the `wgpu` feature (ember-testkit).
+fn devices() -> Vec<burn::tensor::Device> {
+    ember_testkit::device_list()
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {

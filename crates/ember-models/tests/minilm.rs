@@ -50,9 +50,9 @@ fn rows(t: burn::tensor::Tensor<2>) -> Vec<Vec<f32>> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap().chunks(d).map(<[f32]>::to_vec).collect()
 }
 
-#[allow(deprecated)] // NdArray is deprecated upstream; Ember still supports it.
-fn devices() -> Vec<Device> {
-    vec![Device::flex(), Device::ndarray()]
+/// Flex, NdArray, and wgpu with the `wgpu` feature (ember-testkit).
+fn devices() -> Vec<burn::tensor::Device> {
+    ember_testkit::device_list()
 }
 
 #[test]

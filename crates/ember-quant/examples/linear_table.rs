@@ -1,12 +1,16 @@
-//! `burn::nn::Linear` (f32, Flex device) against Ember's int8 `Linear` (dynamic mode) on the
-//! same device and input, plus the raw `ember-kernels` call for the same shape, so the cost of
-//! the Burn integration is visible.
+//! `burn::nn::Linear` (f32) against Ember's int8 `Linear` (dynamic mode) on the same device and
+//! input, plus (on the CPU) the raw `ember-kernels` call for the same shape, so the cost of the
+//! Burn integration is visible.
 //!
 //! ```text
-//! cargo run --release -p ember-quant --example linear_table -- [--json] [--threads N] [--min-ms MS] [--device flex|ndarray]
+//! cargo run --release -p ember-quant --example linear_table -- [--json] [--threads N] [--min-ms MS] [--device flex|ndarray|wgpu]
 //! ```
 //!
-//! Each configuration alternates the three measurements round-robin in batches of about 3 ms (the
+//! `--device wgpu` needs `--features wgpu`; there int8 layers take the float path (the int8
+//! weights are dequantized with Burn ops and the activations fake-quantized), every call is
+//! followed by `Device::sync`, and the raw kernel column is empty.
+//!
+//! Each configuration alternates the measurements round-robin in batches of about 3 ms (the
 //! machines are noisy) and reports the median time per call.
 
 use burn::tensor::{Device, Distribution, Tensor};
@@ -30,9 +34,9 @@ fn parse() -> Args {
             "--json" => a.json = true,
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
             "--min-ms" => a.min_ms = it.next().and_then(|v| v.parse().ok()).expect("--min-ms MS"),
-            "--device" => a.device = it.next().expect("--device flex|ndarray"),
+            "--device" => a.device = it.next().expect("--device flex|ndarray|wgpu"),
             "-h" | "--help" => {
-                println!("linear_table [--json] [--threads N] [--min-ms MS] [--device flex|ndarray]");
+                println!("linear_table [--json] [--threads N] [--min-ms MS] [--device flex|ndarray|wgpu]");
                 std::process::exit(0);
             }
             other => {
@@ -72,19 +76,30 @@ fn main() {
     let device = match args.device.as_str() {
         "flex" => Device::flex(),
         "ndarray" => Device::ndarray(),
-        other => panic!("unknown device {other}"),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::wgpu(Default::default()),
+        other => {
+            eprintln!("unknown device {other} (wgpu needs --features wgpu)");
+            std::process::exit(2);
+        }
+    };
+    let gpu = !matches!(args.device.as_str(), "flex" | "ndarray");
+    // GPU work is queued: wait for it, so a call's time is its execution.
+    let sync = |d: &Device| {
+        if gpu {
+            d.sync().expect("device sync");
+        }
     };
     let kernel = ember_kernels::KernelId::selected();
     if !args.json {
         println!(
             "burn::nn::Linear f32 vs ember_quant::Linear int8 (dynamic, per-row u8 activations, per-channel i8 weights)"
         );
-        println!(
-            "device {}, {} thread(s), int8 kernel {}, median per call\n",
-            args.device,
-            args.threads,
-            kernel.name()
-        );
+        let route = match ember_quant::int8_route(&device) {
+            ember_quant::Int8Route::Kernels => format!("int8 kernel {}", kernel.name()),
+            ember_quant::Int8Route::FloatFallback => "int8 float path (dequantize + f32 matmul)".to_string(),
+        };
+        println!("device {}, {} thread(s), {route}, median per call\n", args.device, args.threads);
         println!(
             "| rows | d_in | d_out | f32 µs | int8 µs | speedup | raw kernel µs | Burn overhead µs | GOP/s int8 |"
         );
@@ -107,13 +122,29 @@ fn main() {
             // Warm up (packing happens at first use).
             black_box(int8.forward(x.clone()));
             black_box(float.forward(x.clone()));
+            sync(&device);
             // Round-robin in ~3 ms batches, so that all three see the same machine state.
             let (mut f32_t, mut int8_t, mut raw_t) = (Vec::new(), Vec::new(), Vec::new());
             let (mut nf, mut nq, mut nr) = (1usize, 1usize, 1usize);
             let start = Instant::now();
             while start.elapsed() < Duration::from_millis(args.min_ms) || f32_t.len() < 7 {
-                f32_t.push(batch(&mut || drop(black_box(float.forward(x.clone()))), &mut nf));
-                int8_t.push(batch(&mut || drop(black_box(int8.forward(x.clone()))), &mut nq));
+                f32_t.push(batch(
+                    &mut || {
+                        drop(black_box(float.forward(x.clone())));
+                        sync(&device);
+                    },
+                    &mut nf,
+                ));
+                int8_t.push(batch(
+                    &mut || {
+                        drop(black_box(int8.forward(x.clone())));
+                        sync(&device);
+                    },
+                    &mut nq,
+                ));
+                if gpu {
+                    continue;
+                }
                 raw_t.push(batch(
                     &mut || {
                         dynamic_quantized_matmul(
@@ -131,22 +162,27 @@ fn main() {
                     &mut nr,
                 ));
             }
-            let (f, q, r) = (median(f32_t) * 1e6, median(int8_t) * 1e6, median(raw_t) * 1e6);
+            let r = (!gpu).then(|| median(raw_t) * 1e6);
+            let (f, q) = (median(f32_t) * 1e6, median(int8_t) * 1e6);
             let gops = 2.0 * (rows * d_in * d_out) as f64 / (q * 1e-6) / 1e9;
             if args.json {
+                let kernel_name = if gpu { "float-path" } else { kernel.name() };
+                let num = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.2}"));
                 println!(
-                    "{{\"rows\":{rows},\"d_in\":{d_in},\"d_out\":{d_out},\"threads\":{},\"f32_us\":{f:.2},\"int8_us\":{q:.2},\"speedup\":{:.2},\"kernel_us\":{r:.2},\"overhead_us\":{:.2},\"kernel\":\"{}\",\"device\":\"{}\"}}",
+                    "{{\"rows\":{rows},\"d_in\":{d_in},\"d_out\":{d_out},\"threads\":{},\"f32_us\":{f:.2},\"int8_us\":{q:.2},\"speedup\":{:.2},\"kernel_us\":{},\"overhead_us\":{},\"kernel\":\"{kernel_name}\",\"device\":\"{}\"}}",
                     args.threads,
                     f / q,
-                    q - r,
-                    kernel.name(),
+                    num(r),
+                    num(r.map(|r| q - r)),
                     args.device
                 );
             } else {
+                let cell = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
                 println!(
-                    "| {rows} | {d_in} | {d_out} | {f:.1} | {q:.1} | {:.2}× | {r:.1} | {:.1} | {gops:.0} |",
+                    "| {rows} | {d_in} | {d_out} | {f:.1} | {q:.1} | {:.2}× | {} | {} | {gops:.0} |",
                     f / q,
-                    q - r
+                    cell(r),
+                    cell(r.map(|r| q - r))
                 );
             }
         }

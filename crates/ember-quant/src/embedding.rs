@@ -61,12 +61,19 @@ pub struct Embedding {
     pub quant: EmbeddingQuantState,
     #[module(skip)]
     head: PreparedCache,
+    #[module(skip)]
+    words: crate::words::WordCache,
 }
 
 impl From<burn::nn::Embedding> for Embedding {
     fn from(e: burn::nn::Embedding) -> Self {
         let device = e.weight.device();
-        Embedding { weight: e.weight, quant: EmbeddingQuantState::empty(&device), head: PreparedCache::default() }
+        Embedding {
+            weight: e.weight,
+            quant: EmbeddingQuantState::empty(&device),
+            head: PreparedCache::default(),
+            words: Default::default(),
+        }
     }
 }
 
@@ -151,6 +158,7 @@ impl Embedding {
                 .set_require_grad(false),
             },
             head: PreparedCache::default(),
+            words: Default::default(),
         })
     }
 
@@ -159,7 +167,12 @@ impl Embedding {
         if !self.is_quantized() {
             return self.weight.val();
         }
-        self.quant.values.val().float() * self.quant.scales.val().unsqueeze_dim::<2>(1)
+        let device = self.quant.values.device();
+        let values = self
+            .words
+            .float_values(&self.quant.values, &device)
+            .unwrap_or_else(|e| panic!("ember_quant::Embedding: reading the int8 table failed: {e}"));
+        values * self.quant.scales.val().unsqueeze_dim::<2>(1)
     }
 
     /// Looks up `ids` (`[batch, seq]`) and returns `[batch, seq, d_model]`, as
@@ -167,7 +180,8 @@ impl Embedding {
     ///
     /// # Panics
     /// For ids outside `0..n_embedding`, as Burn's `Embedding` (ids are indices, not data Ember
-    /// validates on every call).
+    /// validates on every call); if a GPU device fails to read the int8 table back once to
+    /// re-lay it for its kernels (see docs/gpu.md).
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         if !self.is_quantized() {
             return burn::tensor::module::embedding(self.weight.val(), ids);
@@ -175,7 +189,10 @@ impl Embedding {
         let [b, s] = ids.dims();
         let d = self.d_model();
         let flat = ids.reshape([b * s]);
-        let rows = self.quant.values.val().select(0, flat.clone()).float();
+        let rows = self
+            .words
+            .float_rows(&self.quant.values, flat.clone(), &flat.device())
+            .unwrap_or_else(|e| panic!("ember_quant::Embedding: reading the int8 table failed: {e}"));
         let scales = self.quant.scales.val().select(0, flat).unsqueeze_dim::<2>(1);
         (rows * scales).reshape([b, s, d])
     }

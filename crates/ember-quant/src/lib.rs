@@ -78,6 +78,7 @@ pub mod runtime;
 pub mod scheme;
 pub mod smooth;
 pub mod spec;
+mod words;
 
 pub use calibrate::{CalibrationConfig, CalibrationData, Calibrator, LayerStats};
 pub use convert::{QuantizeConfig, Quantizer};

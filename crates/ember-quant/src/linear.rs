@@ -96,6 +96,8 @@ pub struct Linear {
     pub quant: LinearQuantState,
     #[module(skip)]
     cache: PreparedCache,
+    #[module(skip)]
+    words: crate::words::WordCache,
 }
 
 impl From<burn::nn::Linear> for Linear {
@@ -106,6 +108,7 @@ impl From<burn::nn::Linear> for Linear {
             bias: l.bias,
             quant: LinearQuantState::empty(&device),
             cache: PreparedCache::default(),
+            words: Default::default(),
         }
     }
 }
@@ -182,7 +185,7 @@ pub(crate) fn host_int<E: burn::tensor::Element, const D: usize>(what: &str, t: 
 impl Linear {
     /// Assembles a layer from its parts (the packing cache starts empty).
     pub fn from_parts(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>, quant: LinearQuantState) -> Self {
-        Linear { weight, bias, quant, cache: PreparedCache::default() }
+        Linear { weight, bias, quant, cache: PreparedCache::default(), words: Default::default() }
     }
 
     /// Input features.
@@ -310,7 +313,7 @@ impl Linear {
         let weight = Param::initialized(self.weight.id, Tensor::<2>::zeros([0, n], &device));
         // A new ParamId for the values keys the packing cache to these weights.
         let quant = LinearQuantState { values: Param::initialized(ParamId::new(), quant.values.val()), ..quant };
-        Ok(Linear { weight, bias: self.bias, quant, cache: PreparedCache::default() })
+        Ok(Linear { weight, bias: self.bias, quant, cache: PreparedCache::default(), words: Default::default() })
     }
 
     /// The effective float weight `[d_input, d_output]`: the stored one for a float layer, the
@@ -324,7 +327,7 @@ impl Linear {
         }
         let p = self.prepared()?;
         let device = self.quant.values.device();
-        let w = self.dequantized_weight(&p, &device);
+        let w = self.dequantized_weight(&p, &device)?;
         Ok(match &p.smooth_inv {
             Some(inv) => {
                 w * Tensor::<1>::from_data(TensorData::new(inv.clone(), [inv.len()]), &device).unsqueeze_dim::<2>(1)
@@ -346,6 +349,7 @@ impl Linear {
             bias: self.bias.clone(),
             quant: LinearQuantState::empty(&device),
             cache: PreparedCache::default(),
+            words: Default::default(),
         })
     }
 
@@ -437,10 +441,12 @@ impl Linear {
         Ok(p)
     }
 
-    fn dequantized_weight(&self, p: &Prepared, device: &Device) -> Tensor<2> {
+    /// The int8 weights times their scales, on `device` (via i32 words where the device's
+    /// kernels have no i8, see `words.rs`).
+    fn dequantized_weight(&self, p: &Prepared, device: &Device) -> Result<Tensor<2>> {
         let (k, n) = (p.spec.d_input, p.spec.d_output);
-        let v = self.quant.values.val().to_device(device).float();
-        match p.spec.weight {
+        let v = self.words.float_values(&self.quant.values, device)?;
+        Ok(match p.spec.weight {
             WeightGranularity::PerTensor => v.mul_scalar(p.scales[0]),
             WeightGranularity::PerChannel => {
                 v * Tensor::<1>::from_data(TensorData::new(p.scales.clone(), [n]), device).unsqueeze::<2>()
@@ -452,7 +458,7 @@ impl Linear {
                     .select(0, Tensor::<1, Int>::from_data(TensorData::new(idx, [k]), device));
                 v * s
             }
-        }
+        })
     }
 
     /// Forward pass, as `burn::nn::Linear::forward`: `input` is `[..., d_input]`, the output
@@ -471,7 +477,7 @@ impl Linear {
             Err(QuantError::NonFinite { .. })
             | Err(QuantError::Kernel(ember_kernels::KernelError::NonFinite { .. })) => {
                 let p = self.prepared().expect("int8 state was readable a moment ago");
-                self.forward_fallback(input, &p)
+                self.forward_fallback(input, &p).unwrap_or_else(|e| panic!("ember_quant::Linear::forward: {e}"))
             }
             Err(e) => panic!("ember_quant::Linear::forward: {e}"),
         }
@@ -509,15 +515,15 @@ impl Linear {
                     None => Ok(Tensor::from_dispatch(out)),
                 }
             }
-            _ => Ok(self.forward_fallback(input, &p)),
+            _ => self.forward_fallback(input, &p),
         }
     }
 
     /// The float fallback: the same quantized math with Burn float ops (works on any device,
     /// with autodiff: the input gradient flows through the straight-through estimator).
-    fn forward_fallback<const D: usize>(&self, input: Tensor<D>, p: &Prepared) -> Tensor<D> {
+    fn forward_fallback<const D: usize>(&self, input: Tensor<D>, p: &Prepared) -> Result<Tensor<D>> {
         let device = input.device();
-        let w = self.dequantized_weight(p, &device);
+        let w = self.dequantized_weight(p, &device)?;
         let x = match &p.smooth_inv {
             Some(inv) => {
                 input * Tensor::<1>::from_data(TensorData::new(inv.clone(), [inv.len()]), &device).unsqueeze::<D>()
@@ -525,6 +531,6 @@ impl Linear {
             None => input,
         };
         let x = crate::fake::fake_quantize_activation(x, &p.spec, p.act);
-        linear(x, w, self.bias.as_ref().map(|b| b.val().to_device(&device)))
+        Ok(linear(x, w, self.bias.as_ref().map(|b| b.val().to_device(&device))))
     }
 }

@@ -1,14 +1,10 @@
 //! Shared test helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-/// Every CPU device the suite runs on.
-pub fn devices() -> Vec<(&'static str, Device)> {
-    #[allow(deprecated)]
-    let nd = Device::ndarray();
-    vec![("flex", Device::flex()), ("ndarray", nd)]
-}
+/// Every device the suite runs on: Flex, NdArray, and wgpu with the `wgpu` feature (ember-testkit).
+pub use ember_testkit::devices;
 
 /// A tensor's values on the host.
 pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -1,5 +1,5 @@
 //! Shared test models and devices.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
@@ -7,12 +7,8 @@ use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use ember_quant::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 
-/// Every CPU device the suite runs on.
-pub fn devices() -> Vec<(&'static str, Device)> {
-    #[allow(deprecated)]
-    let nd = Device::ndarray();
-    vec![("flex", Device::flex()), ("ndarray", nd)]
-}
+/// Every device the suite runs on: Flex, NdArray, and wgpu with the `wgpu` feature (ember-testkit).
+pub use ember_testkit::devices;
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn lcg(seed: u64, n: usize) -> Vec<f32> {

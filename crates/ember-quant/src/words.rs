@@ -1,0 +1,160 @@
+//! Int8 weights on devices whose kernels have no 8-bit integers.
+//!
+//! wgpu compiles Burn's kernels to WGSL, which has no `i8`: a kernel that reads a `DType::I8`
+//! tensor (even a cast to float) fails to compile there. The tensors themselves store and read
+//! back fine, so Ember keeps its canonical i8 parameters as they are and, on such a device,
+//! re-lays each int8 table once as `i32` words (four values per word, one byte each, along the
+//! last dimension) on that device. A forward pass unpacks the words with Burn integer ops
+//! (shift, mask, sign extension) and dequantizes them in float, so the device holds about one
+//! byte per weight for the words plus the i8 parameter itself — instead of four for a float copy.
+
+use crate::error::{QuantError, Result};
+use burn::module::{Param, ParamId};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::sync::{Arc, Mutex};
+
+/// Whether Burn's kernels on `device` handle `DType::I8` tensors (the CPU backends do; CubeCL
+/// devices such as wgpu may not).
+pub(crate) fn i8_kernels(device: &Device) -> bool {
+    #[allow(unreachable_patterns)]
+    match device.clone().without_autodiff().as_dispatch() {
+        #[cfg(feature = "flex")]
+        burn::backend::DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        burn::backend::DispatchDevice::NdArray(_) => true,
+        _ => false,
+    }
+}
+
+/// One cached word table: the id of the values it was built from, its device, the table.
+type WordSlot = (ParamId, Device, Tensor<2, Int>);
+
+/// Word tables per device, built at first use and shared by clones of a layer.
+#[derive(Clone, Default)]
+pub(crate) struct WordCache(Arc<Mutex<Vec<WordSlot>>>);
+
+impl std::fmt::Debug for WordCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|g| g.len()).unwrap_or(0);
+        write!(f, "WordCache({n} device tables)")
+    }
+}
+
+impl WordCache {
+    /// The word table of `values` on `device`, built from the host copy at first use.
+    fn words(&self, values: &Param<Tensor<2, Int>>, device: &Device) -> Result<Tensor<2, Int>> {
+        let id = values.id;
+        if let Ok(g) = self.0.lock()
+            && let Some((_, _, t)) = g.iter().find(|(i, d, _)| *i == id && d == device)
+        {
+            return Ok(t.clone());
+        }
+        let [rows, cols] = values.dims();
+        let host = crate::linear::host_int::<i8, 2>("quant.values", values.val())?;
+        let words = pack_words(&host, rows, cols)?;
+        let t = Tensor::<2, Int>::from_data(TensorData::new(words, [rows, cols.div_ceil(4)]), device);
+        if let Ok(mut g) = self.0.lock() {
+            // Tables of older values (re-quantized layers) are dropped.
+            g.retain(|(i, _, _)| *i == id);
+            g.push((id, device.clone(), t.clone()));
+        }
+        Ok(t)
+    }
+
+    /// `values` as float on `device` (`[rows, cols]`, not yet scaled).
+    pub(crate) fn float_values(&self, values: &Param<Tensor<2, Int>>, device: &Device) -> Result<Tensor<2>> {
+        if i8_kernels(device) {
+            return Ok(values.val().to_device(device).float());
+        }
+        let cols = values.dims()[1];
+        Ok(unpack_words(self.words(values, device)?, cols))
+    }
+
+    /// Rows `ids` of `values` as float on `device` (`[ids.len(), cols]`, not yet scaled).
+    pub(crate) fn float_rows(
+        &self,
+        values: &Param<Tensor<2, Int>>,
+        ids: Tensor<1, Int>,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        if i8_kernels(device) {
+            return Ok(values.val().to_device(device).select(0, ids).float());
+        }
+        let cols = values.dims()[1];
+        Ok(unpack_words(self.words(values, device)?.select(0, ids), cols))
+    }
+}
+
+/// Packs row-major i8 `[rows, cols]` into i32 words `[rows, ceil(cols / 4)]`: value `(r, 4w + j)`
+/// is byte `j` (bits `8j..8j+8`, two's complement) of word `(r, w)`; missing tail values are 0.
+pub(crate) fn pack_words(values: &[i8], rows: usize, cols: usize) -> Result<Vec<i32>> {
+    if values.len() != rows * cols {
+        return Err(QuantError::Data {
+            what: "quant.values".into(),
+            message: format!("{} values for shape [{rows}, {cols}]", values.len()),
+        });
+    }
+    let wc = cols.div_ceil(4);
+    let mut out = vec![0i32; rows * wc];
+    for r in 0..rows {
+        for (c, &v) in values[r * cols..(r + 1) * cols].iter().enumerate() {
+            out[r * wc + c / 4] |= ((v as u8 as u32) << (8 * (c % 4))) as i32;
+        }
+    }
+    Ok(out)
+}
+
+/// Unpacks [`pack_words`]' words `[rows, ceil(cols / 4)]` into float values `[rows, cols]` with
+/// Burn integer ops (any device).
+pub(crate) fn unpack_words(words: Tensor<2, Int>, cols: usize) -> Tensor<2> {
+    let [rows, wc] = words.dims();
+    let bytes: Vec<Tensor<2, Int>> = (0..4)
+        .map(|j| {
+            // Byte j, then sign extension: (b ^ 0x80) − 0x80 maps 0..=255 to −128..=127.
+            words
+                .clone()
+                .bitwise_right_shift_scalar(8 * j)
+                .bitwise_and_scalar(0xFF)
+                .bitwise_xor_scalar(0x80)
+                .sub_scalar(0x80)
+        })
+        .collect();
+    Tensor::stack::<3>(bytes, 2).reshape([rows, wc * 4]).slice([0..rows, 0..cols]).float()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip_every_i8_value_and_ragged_widths() {
+        for (name, device) in ember_testkit::devices() {
+            round_trip(name, &device);
+        }
+    }
+
+    fn round_trip(name: &str, device: &Device) {
+        for cols in [1usize, 3, 4, 5, 8, 130] {
+            let rows = 3;
+            let values: Vec<i8> = (0..rows * cols).map(|i| ((i * 37 + 11) % 256) as u8 as i8).collect();
+            let words = pack_words(&values, rows, cols).unwrap();
+            assert_eq!(words.len(), rows * cols.div_ceil(4));
+            let t = Tensor::<2, Int>::from_data(TensorData::new(words, [rows, cols.div_ceil(4)]), device);
+            let back: Vec<f32> = unpack_words(t, cols).into_data().convert::<f32>().try_into_vec().unwrap();
+            let want: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            assert_eq!(back, want, "{name}: cols {cols}");
+        }
+        // The extremes sit in every byte position.
+        let values: Vec<i8> = vec![-128, 127, -1, 0, 1, -128, 127, -127];
+        let words = pack_words(&values, 1, 8).unwrap();
+        let t = Tensor::<2, Int>::from_data(TensorData::new(words, [1, 2]), device);
+        let back: Vec<f32> = unpack_words(t, 8).into_data().convert::<f32>().try_into_vec().unwrap();
+        assert_eq!(back, values.iter().map(|&v| v as f32).collect::<Vec<_>>(), "{name}");
+    }
+
+    #[test]
+    fn pack_words_rejects_a_wrong_length() {
+        let err = pack_words(&[1, 2, 3], 2, 2).unwrap_err();
+        assert!(err.to_string().contains("3 values for shape [2, 2]"), "{err}");
+    }
+}
