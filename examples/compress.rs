@@ -448,7 +448,7 @@ USAGE: cargo run --release --example compress -- [OPTIONS]
   --print-recipe     print the recipe that would run (JSON) and exit
   --quick            tiny models and steps: the CI smoke run (seconds)
   --corpus FILE      train on a text file instead of the built-in Markov corpus
-  --device NAME      flex (default), ndarray, or wgpu (built with --features wgpu)
+  --device NAME      flex (default), ndarray, wgpu (built with --features wgpu) or cuda (--features cuda)
   --threads N        CPU threads (default: all cores)
   --seed N           initialization and sampling seed (overrides the recipe's)
   --out DIR          where checkpoints and the report go (default target/ember-compress)
@@ -566,8 +566,22 @@ fn device(name: &str) -> Result<Device, RecipeError> {
         "flex" => Ok(Device::flex()),
         "ndarray" => Ok(Device::ndarray()),
         "wgpu" => wgpu_device(),
-        other => Err(RecipeError::Usage(format!("--device {other}: expected flex, ndarray or wgpu"))),
+        "cuda" => cuda_device(),
+        other => Err(RecipeError::Usage(format!("--device {other}: expected flex, ndarray, wgpu or cuda"))),
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<Device, RecipeError> {
+    Ok(Device::cuda(burn::tensor::DeviceIndex::Default))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<Device, RecipeError> {
+    Err(RecipeError::Usage(
+        "--device cuda: this build has no CUDA backend; run `cargo run --release --features cuda --example compress -- --device cuda` (its build downloads a toolchain)"
+            .into(),
+    ))
 }
 
 #[cfg(feature = "wgpu")]

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! `--device wgpu` needs `--features wgpu`; there int8 layers take the float path (the int8
-//! weights are dequantized with Burn ops and the activations fake-quantized), every call is
-//! followed by `Device::sync`, and the raw kernel column is empty.
+//! weights are dequantized with Burn ops and the activations fake-quantized; `--gpu-weights
+//! words|float` picks how the device holds them, see `ember_quant::GpuInt8Weights`), every call
+//! is followed by `Device::sync`, and the raw kernel column is empty.
 //!
 //! Each configuration alternates the measurements round-robin in batches of about 3 ms (the
 //! machines are noisy) and reports the median time per call.
@@ -24,10 +25,11 @@ struct Args {
     threads: usize,
     min_ms: u64,
     device: String,
+    gpu_weights: ember_quant::GpuInt8Weights,
 }
 
 fn parse() -> Args {
-    let mut a = Args { json: false, threads: 1, min_ms: 600, device: "flex".into() };
+    let mut a = Args { json: false, threads: 1, min_ms: 600, device: "flex".into(), gpu_weights: Default::default() };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -35,8 +37,20 @@ fn parse() -> Args {
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
             "--min-ms" => a.min_ms = it.next().and_then(|v| v.parse().ok()).expect("--min-ms MS"),
             "--device" => a.device = it.next().expect("--device flex|ndarray|wgpu"),
+            "--gpu-weights" => {
+                a.gpu_weights = match it.next().as_deref() {
+                    Some("words") => ember_quant::GpuInt8Weights::Words,
+                    Some("float") => ember_quant::GpuInt8Weights::Float,
+                    _ => {
+                        eprintln!("--gpu-weights words|float");
+                        std::process::exit(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
-                println!("linear_table [--json] [--threads N] [--min-ms MS] [--device flex|ndarray|wgpu]");
+                println!(
+                    "linear_table [--json] [--threads N] [--min-ms MS] [--device flex|ndarray|wgpu] [--gpu-weights words|float]"
+                );
                 std::process::exit(0);
             }
             other => {
@@ -72,6 +86,7 @@ fn main() {
     let args = parse();
     rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().expect("rayon pool");
     set_int8_threads(args.threads);
+    ember_quant::set_gpu_int8_weights(args.gpu_weights);
     #[allow(deprecated)]
     let device = match args.device.as_str() {
         "flex" => Device::flex(),
@@ -97,7 +112,9 @@ fn main() {
         );
         let route = match ember_quant::int8_route(&device) {
             ember_quant::Int8Route::Kernels => format!("int8 kernel {}", kernel.name()),
-            ember_quant::Int8Route::FloatFallback => "int8 float path (dequantize + f32 matmul)".to_string(),
+            ember_quant::Int8Route::FloatFallback => {
+                format!("int8 float path (dequantize + f32 matmul), GPU weights as {:?}", args.gpu_weights)
+            }
         };
         println!("device {}, {} thread(s), {route}, median per call\n", args.device, args.threads);
         println!(

@@ -78,7 +78,7 @@ pub mod runtime;
 pub mod scheme;
 pub mod smooth;
 pub mod spec;
-mod words;
+pub mod words;
 
 pub use calibrate::{CalibrationConfig, CalibrationData, Calibrator, LayerStats};
 pub use convert::{QuantizeConfig, Quantizer};
@@ -92,3 +92,4 @@ pub use report::{ErrorStats, LayerReport, QuantReport, compare};
 pub use runtime::{Int8Route, int8_route, set_int8_threads};
 pub use scheme::{QuantDtype, WeightGranularity};
 pub use spec::{ActivationGranularity, ActivationMode, LinearQuantSpec};
+pub use words::{GpuInt8Weights, gpu_int8_weights, set_gpu_int8_weights};

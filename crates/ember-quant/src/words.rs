@@ -11,6 +11,7 @@
 use crate::error::{QuantError, Result};
 use burn::module::{Param, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Whether Burn's kernels on `device` handle `DType::I8` tensors (the CPU backends do; CubeCL
@@ -26,8 +27,45 @@ pub(crate) fn i8_kernels(device: &Device) -> bool {
     }
 }
 
-/// One cached word table: the id of the values it was built from, its device, the table.
-type WordSlot = (ParamId, Device, Tensor<2, Int>);
+/// How int8 layers hold their weights on a device whose kernels have no i8 (wgpu), set with
+/// [`set_gpu_int8_weights`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GpuInt8Weights {
+    /// i32 words, four int8 values each, unpacked with integer ops in every forward: about one
+    /// extra byte per weight on the device, and slower than f32 (the default: int8 is chosen
+    /// for size).
+    #[default]
+    Words,
+    /// An f32 copy of the int8 values: four extra bytes per weight, about the speed of an f32
+    /// layer (the activations are still fake-quantized, so the outputs are the int8 ones).
+    Float,
+}
+
+static GPU_WEIGHTS: AtomicU8 = AtomicU8::new(0);
+
+/// Sets how int8 layers hold their weights on devices without i8 kernels (process-wide, like
+/// [`set_int8_threads`](crate::set_int8_threads)); applies to tables built after the call.
+pub fn set_gpu_int8_weights(mode: GpuInt8Weights) {
+    GPU_WEIGHTS.store(mode as u8, Ordering::Relaxed);
+}
+
+/// The current [`set_gpu_int8_weights`] mode.
+pub fn gpu_int8_weights() -> GpuInt8Weights {
+    match GPU_WEIGHTS.load(Ordering::Relaxed) {
+        1 => GpuInt8Weights::Float,
+        _ => GpuInt8Weights::Words,
+    }
+}
+
+/// A table on a device: words, or the values as f32.
+#[derive(Clone)]
+enum Table {
+    Words(Tensor<2, Int>),
+    Float(Tensor<2>),
+}
+
+/// One cached table: the id of the values it was built from, its device, the table.
+type WordSlot = (ParamId, Device, Table);
 
 /// Word tables per device, built at first use and shared by clones of a layer.
 #[derive(Clone, Default)]
@@ -41,21 +79,39 @@ impl std::fmt::Debug for WordCache {
 }
 
 impl WordCache {
-    /// The word table of `values` on `device`, built from the host copy at first use.
-    fn words(&self, values: &Param<Tensor<2, Int>>, device: &Device) -> Result<Tensor<2, Int>> {
+    /// The table of `values` on `device` (in the current [`GpuInt8Weights`] mode), built from
+    /// the host copy at first use.
+    fn table(&self, values: &Param<Tensor<2, Int>>, device: &Device) -> Result<Table> {
         let id = values.id;
+        let mode = gpu_int8_weights();
         if let Ok(g) = self.0.lock()
-            && let Some((_, _, t)) = g.iter().find(|(i, d, _)| *i == id && d == device)
+            && let Some((_, _, t)) = g.iter().find(|(i, d, t)| {
+                *i == id
+                    && d == device
+                    && matches!(
+                        (t, mode),
+                        (Table::Words(_), GpuInt8Weights::Words) | (Table::Float(_), GpuInt8Weights::Float)
+                    )
+            })
         {
             return Ok(t.clone());
         }
         let [rows, cols] = values.dims();
         let host = crate::linear::host_int::<i8, 2>("quant.values", values.val())?;
-        let words = pack_words(&host, rows, cols)?;
-        let t = Tensor::<2, Int>::from_data(TensorData::new(words, [rows, cols.div_ceil(4)]), device);
+        let t = match mode {
+            GpuInt8Weights::Words => {
+                let words = pack_words(&host, rows, cols)?;
+                Table::Words(Tensor::<2, Int>::from_data(TensorData::new(words, [rows, cols.div_ceil(4)]), device))
+            }
+            GpuInt8Weights::Float => {
+                let v: Vec<f32> = host.iter().map(|&v| v as f32).collect();
+                Table::Float(Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), device))
+            }
+        };
         if let Ok(mut g) = self.0.lock() {
-            // Tables of older values (re-quantized layers) are dropped.
-            g.retain(|(i, _, _)| *i == id);
+            // Tables of older values (re-quantized layers) or of the other mode on this device
+            // are dropped.
+            g.retain(|(i, d, _)| *i == id && d != device);
             g.push((id, device.clone(), t.clone()));
         }
         Ok(t)
@@ -67,7 +123,10 @@ impl WordCache {
             return Ok(values.val().to_device(device).float());
         }
         let cols = values.dims()[1];
-        Ok(unpack_words(self.words(values, device)?, cols))
+        Ok(match self.table(values, device)? {
+            Table::Words(w) => unpack_words(w, cols),
+            Table::Float(f) => f,
+        })
     }
 
     /// Rows `ids` of `values` as float on `device` (`[ids.len(), cols]`, not yet scaled).
@@ -81,7 +140,10 @@ impl WordCache {
             return Ok(values.val().to_device(device).select(0, ids).float());
         }
         let cols = values.dims()[1];
-        Ok(unpack_words(self.words(values, device)?.select(0, ids), cols))
+        Ok(match self.table(values, device)? {
+            Table::Words(w) => unpack_words(w.select(0, ids), cols),
+            Table::Float(f) => f.select(0, ids),
+        })
     }
 }
 

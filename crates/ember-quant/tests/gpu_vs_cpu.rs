@@ -166,3 +166,26 @@ fn int8_output_on_wgpu_is_a_float_tensor_of_the_right_shape() {
     assert_eq!(y.dims(), [5, 10]);
     assert!(to_vec(y).iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn float_gpu_weights_give_the_same_outputs_as_words() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = Device::flex();
+    let model = TinyLm::new(&cpu);
+    let (int8_cpu, _) =
+        Quantizer::new(QuantizeConfig::new().with_weight(WeightGranularity::PerGroup { group_size: 32 }))
+            .quantize(&model)
+            .unwrap();
+    let ids_cpu = ids(13, 2, 12, &cpu);
+    let want = to_vec(int8_cpu.forward(ids_cpu.clone()));
+    let on_gpu = int8_cpu.to_device(&gpu);
+    // The mode is process-wide; other tests of this binary are correct in either mode.
+    ember_quant::set_gpu_int8_weights(ember_quant::GpuInt8Weights::Float);
+    let float_mode = to_vec(on_gpu.forward(ids_cpu.clone().to_device(&gpu)));
+    ember_quant::set_gpu_int8_weights(ember_quant::GpuInt8Weights::Words);
+    let words_mode = to_vec(on_gpu.forward(ids_cpu.to_device(&gpu)));
+    for (what, got) in [("float", float_mode), ("words", words_mode)] {
+        let c = cosine(&want, &got);
+        assert!(c >= 0.9999, "{what} GPU weights: cosine {c}");
+    }
+}
