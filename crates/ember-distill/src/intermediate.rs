@@ -190,6 +190,7 @@ pub fn attention_kl_loss(
 fn mean_over_rows(per_row: Tensor<4>, rows: Option<Tensor<4>>, heads: usize) -> Tensor<1> {
     match rows {
         None => safe_mean(per_row),
+        Some(_) if per_row.dims().contains(&0) => crate::kd::zero_loss(&per_row.device()),
         Some(rows) => (per_row * rows.clone()).sum() / (rows.sum() * heads as f64).clamp_min(1.0),
     }
 }
@@ -210,6 +211,7 @@ pub fn attention_mse_loss(
     let sq = (student - teacher.detach()).powi_scalar(2);
     Ok(match weights {
         None => safe_mean(sq),
+        Some(_) if sq.dims().contains(&0) => crate::kd::zero_loss(&sq.device()),
         Some((rows, keys)) => {
             let pair = rows * keys; // [b, 1, s, s]
             (sq * pair.clone()).sum() / (pair.sum() * h as f64).clamp_min(1.0)

@@ -78,6 +78,7 @@ pub(crate) fn zero_loss(device: &burn::tensor::Device) -> Tensor<1> {
 pub(crate) fn masked_mean(values: Tensor<1>, weights: Option<Tensor<1>>) -> Tensor<1> {
     match weights {
         None => safe_mean(values),
+        Some(_) if values.dims()[0] == 0 => zero_loss(&values.device()),
         Some(w) => {
             let count = w.clone().sum().clamp_min(1.0);
             values.mask_fill(w.equal_elem(0.0), 0.0).sum() / count

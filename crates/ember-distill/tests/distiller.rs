@@ -197,7 +197,7 @@ fn distiller_trains_an_encoder_student_with_projections() {
 
 #[test]
 fn distiller_total_is_the_weighted_sum_of_the_free_losses() {
-    let d = devices()[0].1.clone();
+    let d = ember_testkit::first_device().1;
     let ad = d.clone().autodiff();
     d.seed(3);
     let teacher = TinyEncoder::new(16, 2, 4, &d);
@@ -229,7 +229,7 @@ fn distiller_total_is_the_weighted_sum_of_the_free_losses() {
 
 #[test]
 fn distiller_rejects_bad_configurations_and_outputs() {
-    let d = devices()[0].1.clone();
+    let d = ember_testkit::first_device().1;
     let (t, s) = (ModelShape::new(4, 32, 4), ModelShape::new(2, 16, 2));
     let new = |c: DistillConfig, t: ModelShape, s: ModelShape| Distiller::new(c, t, s, &d);
     let att =
@@ -360,7 +360,7 @@ fn cached_top_k_loss_equals_full_at_k_v_and_stays_within_the_bound_at_k_32() {
 #[test]
 fn distiller_cache_skips_the_teacher_on_later_epochs() {
     for storage in ["memory", "disk"] {
-        let d = devices()[0].1.clone();
+        let d = ember_testkit::first_device().1;
         let ad = d.clone().autodiff();
         let path = std::env::temp_dir().join(format!("ember-distill-cache-{}-{storage}.bin", std::process::id()));
         let _ = std::fs::remove_file(&path);

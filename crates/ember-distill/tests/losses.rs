@@ -54,7 +54,7 @@ fn kd_matches_f64_reference_on_random_logits() {
 
 #[test]
 fn kd_is_stable_for_huge_logits() {
-    let d = devices()[0].1.clone();
+    let d = ember_testkit::first_device().1;
     let s = tensor(vec![1e4, -1e4, 0.0, 5e3], [2, 2], &d);
     let t = tensor(vec![-1e4, 1e4, 0.0, 5e3], [2, 2], &d);
     let l = scalar(soft_target_kd_loss(s, t, 1.0).unwrap());
@@ -280,12 +280,24 @@ fn zero_vectors_give_finite_gradients() {
         let e = Tensor::<2>::zeros([0, 4], &d);
         assert_eq!(scalar(soft_target_kd_loss(e.clone(), e.clone(), 2.0).unwrap()), 0.0);
         assert_eq!(scalar(hard_label_loss(e, Tensor::<1, Int>::zeros([0], &d)).unwrap()), 0.0);
+        // Empty sequence batches, with and without a padding mask (masked means).
+        let e3 = Tensor::<3>::zeros([0, 3, 4], &d);
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(Vec::<bool>::new(), [0, 3]), &d);
+        assert_eq!(
+            scalar(soft_target_kd_loss_seq(e3.clone(), e3.clone(), 2.0, Some(pad.clone())).unwrap()),
+            0.0,
+            "{name}"
+        );
+        assert_eq!(scalar(soft_target_kd_loss_seq(e3.clone(), e3.clone(), 2.0, None).unwrap()), 0.0, "{name}");
+        let labels = Tensor::<2, Int>::zeros([0, 3], &d);
+        assert_eq!(scalar(hard_label_loss_seq(e3.clone(), labels.clone(), None, Some(pad)).unwrap()), 0.0, "{name}");
+        assert_eq!(scalar(hard_label_loss_seq(e3, labels, Some(-100), None).unwrap()), 0.0, "{name}");
     }
 }
 
 #[test]
 fn cached_tail_stays_accurate_when_the_student_is_confident() {
-    let d = devices()[0].1.clone();
+    let d = ember_testkit::first_device().1;
     let v = 64;
     // The student puts ~all its mass on the teacher's top 4 tokens: q_tail ≈ 1e-13, below f32
     // resolution of 1 − Σ q_top. The log-space tail keeps the cached loss ≤ the full loss.
@@ -302,7 +314,7 @@ fn cached_tail_stays_accurate_when_the_student_is_confident() {
 /// Pins the T² convention: with it, the student-logit gradient norm barely depends on T.
 #[test]
 fn t_squared_keeps_gradient_scale_across_temperatures() {
-    let d = devices()[0].1.clone();
+    let d = ember_testkit::first_device().1;
     let ad = d.clone().autodiff();
     let s = lcg(51, 8 * 10).iter().map(|v| v * 2.0).collect::<Vec<_>>();
     let t = lcg(52, 8 * 10).iter().map(|v| v * 2.0).collect::<Vec<_>>();
@@ -360,7 +372,7 @@ proptest! {
 
 #[test]
 fn bad_inputs_are_typed_errors() {
-    let d = devices()[0].1.clone();
+    let d = ember_testkit::first_device().1;
     let a = rand::<2>(1, [2, 3], 1.0, &d);
     assert!(matches!(
         soft_target_kd_loss(a.clone(), rand::<2>(2, [2, 4], 1.0, &d), 1.0),

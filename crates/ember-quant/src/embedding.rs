@@ -163,6 +163,10 @@ impl Embedding {
     }
 
     /// The effective float table `[n_embedding, d_model]` (dequantized when int8).
+    ///
+    /// # Panics
+    /// If a GPU device fails to read the int8 table back once to re-lay it for its kernels (see
+    /// docs/gpu.md).
     pub fn effective_weight(&self) -> Tensor<2> {
         if !self.is_quantized() {
             return self.weight.val();

@@ -469,8 +469,9 @@ impl Linear {
     /// [`Linear::try_forward`] reports them as an error.
     ///
     /// # Panics
-    /// If the last dimension of `input` is not `d_input` (as Burn's `Linear`), or if the int8
-    /// state is malformed (use [`Linear::try_forward`] to get an error instead).
+    /// If the last dimension of `input` is not `d_input` (as Burn's `Linear`), if the int8
+    /// state is malformed, or if a GPU device fails to read the int8 values back to re-lay them
+    /// (use [`Linear::try_forward`] to get an error instead).
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         match self.try_forward(input.clone()) {
             Ok(y) => y,

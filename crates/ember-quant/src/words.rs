@@ -44,7 +44,8 @@ pub enum GpuInt8Weights {
 static GPU_WEIGHTS: AtomicU8 = AtomicU8::new(0);
 
 /// Sets how int8 layers hold their weights on devices without i8 kernels (process-wide, like
-/// [`set_int8_threads`](crate::set_int8_threads)); applies to tables built after the call.
+/// [`set_int8_threads`](crate::set_int8_threads)). Layers check the mode at every forward: after
+/// a change, each layer rebuilds its device table once (one read-back of its int8 values).
 pub fn set_gpu_int8_weights(mode: GpuInt8Weights) {
     GPU_WEIGHTS.store(mode as u8, Ordering::Relaxed);
 }
@@ -64,8 +65,14 @@ enum Table {
     Float(Tensor<2>),
 }
 
-/// One cached table: the id of the values it was built from, its device, the table.
+/// One cached table: the id of the values it was built from, its device (compared together
+/// with whether it is an autodiff device: Burn's device equality ignores that), the table.
 type WordSlot = (ParamId, Device, Table);
+
+/// Same device, autodiff included.
+fn same_device(a: &Device, b: &Device) -> bool {
+    a == b && a.is_autodiff() == b.is_autodiff()
+}
 
 /// Word tables per device, built at first use and shared by clones of a layer.
 #[derive(Clone, Default)]
@@ -111,7 +118,7 @@ impl WordCache {
         if let Ok(mut g) = self.0.lock() {
             // Tables of older values (re-quantized layers) or of the other mode on this device
             // are dropped.
-            g.retain(|(i, d, _)| *i == id && d != device);
+            g.retain(|(i, d, _)| *i == id && !same_device(d, device));
             g.push((id, device.clone(), t.clone()));
         }
         Ok(t)

@@ -20,28 +20,62 @@ use std::sync::OnceLock;
 /// device in `EMBER_DEVICE_LOG` (when set).
 ///
 /// # Panics
-/// When `EMBER_REQUIRE_WGPU=1` is set, the `wgpu` feature is on and no wgpu adapter works.
+/// When `EMBER_REQUIRE_WGPU=1` is set, the `wgpu` feature is on and no wgpu adapter works; when
+/// `EMBER_TEST_DEVICES` names an unknown device or leaves none.
 pub fn devices() -> Vec<(&'static str, Device)> {
+    let all = enabled();
+    for (name, _) in &all {
+        record(name);
+    }
+    all
+}
+
+/// The first enabled device (Flex by default), for checks that need one device only; recorded
+/// in `EMBER_DEVICE_LOG` for that device alone.
+///
+/// # Panics
+/// As [`devices`].
+pub fn first_device() -> (&'static str, Device) {
+    let first = enabled().swap_remove(0);
+    record(first.0);
+    first
+}
+
+/// Every enabled device after the `EMBER_TEST_DEVICES` filter (never empty).
+fn enabled() -> Vec<(&'static str, Device)> {
+    let keep: Option<Vec<String>> = std::env::var("EMBER_TEST_DEVICES")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| k.split(',').map(|n| n.trim().to_string()).collect());
+    let wanted = |name: &str| keep.as_ref().is_none_or(|k| k.iter().any(|n| n == name));
+    if let Some(k) = &keep
+        && let Some(bad) = k.iter().find(|n| !["flex", "ndarray", "wgpu"].contains(&n.as_str()))
+    {
+        panic!("EMBER_TEST_DEVICES: unknown device {bad:?} (expected a comma-separated list of flex, ndarray, wgpu)");
+    }
     let mut all: Vec<(&'static str, Device)> = Vec::new();
     #[cfg(feature = "flex")]
-    all.push(("flex", Device::flex()));
+    if wanted("flex") {
+        all.push(("flex", Device::flex()));
+    }
     #[cfg(feature = "ndarray")]
-    {
+    if wanted("ndarray") {
         #[allow(deprecated)]
         let nd = Device::ndarray();
         all.push(("ndarray", nd));
     }
+    // The wgpu probe (and EMBER_REQUIRE_WGPU) only when wgpu is wanted.
     #[cfg(feature = "wgpu")]
-    if let Some(d) = wgpu() {
+    if wanted("wgpu")
+        && let Some(d) = wgpu()
+    {
         all.push(("wgpu", d));
     }
-    let keep = std::env::var("EMBER_TEST_DEVICES").ok();
-    if let Some(keep) = keep.as_deref().filter(|k| !k.trim().is_empty()) {
-        let names: Vec<&str> = keep.split(',').map(str::trim).collect();
-        all.retain(|(n, _)| names.contains(n));
-    }
-    for (name, _) in &all {
-        record(name);
+    if all.is_empty() {
+        panic!(
+            "no test device left: EMBER_TEST_DEVICES={:?} names none of the enabled devices (wgpu needs --features wgpu and an adapter)",
+            keep.unwrap_or_default().join(",")
+        );
     }
     all
 }
@@ -96,27 +130,23 @@ fn require_wgpu() -> bool {
     std::env::var("EMBER_REQUIRE_WGPU").is_ok_and(|v| v == "1")
 }
 
-/// Whether `device` is a GPU (CubeCL) device: tests loosen float tolerances there (different
-/// summation order, fused kernels) and skip CPU-kernel specifics.
+/// Whether `device` is not one of Burn's CPU backends (Flex, NdArray), e.g. wgpu.
 pub fn is_gpu(device: &Device) -> bool {
     !matches!(device_name(device), "flex" | "ndarray")
 }
 
-/// Short name of a device's backend (`flex`, `ndarray`, `wgpu`, or `other`).
+/// Short name of a device's backend (`flex`, `ndarray`, `cube` for any CubeCL device such as
+/// wgpu, or `other`); autodiff devices answer for the device they wrap.
 pub fn device_name(device: &Device) -> &'static str {
     #[allow(unreachable_patterns)]
-    match device.as_dispatch() {
+    match device.clone().without_autodiff().as_dispatch() {
         #[cfg(feature = "flex")]
         burn::backend::DispatchDevice::Flex(_) => "flex",
         #[cfg(feature = "ndarray")]
         burn::backend::DispatchDevice::NdArray(_) => "ndarray",
-        _ => {
-            if cfg!(feature = "wgpu") {
-                "wgpu"
-            } else {
-                "other"
-            }
-        }
+        #[cfg(feature = "wgpu")]
+        burn::backend::DispatchDevice::Cube(_) => "cube",
+        _ => "other",
     }
 }
 
