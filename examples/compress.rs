@@ -1348,7 +1348,19 @@ mod tests {
         assert!(args(&["--seed"]).unwrap_err().to_string().contains("--seed needs a number"));
         assert!(args(&["--frobnicate"]).unwrap_err().to_string().contains("unknown argument"));
         assert!(args(&["--quick", "--recipe", "x"]).is_err());
-        assert!(device("tpu").is_err());
+        let e = device("tpu").unwrap_err().to_string();
+        assert!(e.contains("--device tpu") && e.contains("flex, ndarray, wgpu or cuda"), "{e}");
+        // A GPU backend this build lacks says which feature to build with.
+        #[cfg(not(feature = "cuda"))]
+        {
+            let e = device("cuda").unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let e = device("wgpu").unwrap_err().to_string();
+            assert!(e.contains("--features wgpu"), "{e}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

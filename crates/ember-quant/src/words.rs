@@ -2,11 +2,35 @@
 //!
 //! wgpu compiles Burn's kernels to WGSL, which has no `i8`: a kernel that reads a `DType::I8`
 //! tensor (even a cast to float) fails to compile there. The tensors themselves store and read
-//! back fine, so Ember keeps its canonical i8 parameters as they are and, on such a device,
-//! re-lays each int8 table once as `i32` words (four values per word, one byte each, along the
-//! last dimension) on that device. A forward pass unpacks the words with Burn integer ops
-//! (shift, mask, sign extension) and dequantizes them in float, so the device holds about one
-//! byte per weight for the words plus the i8 parameter itself — instead of four for a float copy.
+//! back fine, so Ember keeps its canonical i8 parameters as they are and, the first time a layer
+//! runs on such a device, reads its int8 table `q` (`[rows, cols]`) back once and keeps on that
+//! device, per [`GpuInt8Weights`]:
+//!
+//! - `Words` (default): `i32` words `[rows, ceil(cols / 4)]`, value `(r, 4w + j)` in byte `j`
+//!   of word `(r, w)`; every forward unpacks `q = ((word >> 8j) & 0xFF ^ 0x80) − 0x80` with
+//!   Burn integer ops, then dequantizes `w = q · scale` in float. About 1 extra byte per weight.
+//! - `Float`: `q` as f32 `[rows, cols]`, dequantized `w = q · scale` per forward. 4 extra bytes
+//!   per weight, close to f32 speed.
+//!
+//! Either way the layer computes the same int8 function as on the CPU kernels (activations are
+//! fake-quantized identically); only memory and speed differ. CPU devices (Flex, NdArray) never
+//! use these tables. Errors reading the values back are [`QuantError::Data`] from
+//! `Linear::try_forward`.
+//!
+//! ```
+//! use burn::tensor::{Device, Distribution, Tensor};
+//! use ember_quant::{GpuInt8Weights, LinearConfig, QuantizeConfig, Quantizer, set_gpu_int8_weights};
+//!
+//! // On wgpu this trades memory for speed; on a CPU device it changes nothing.
+//! let device = Device::flex(); // or Device::wgpu(Default::default()) with the `wgpu` feature
+//! set_gpu_int8_weights(GpuInt8Weights::Float);
+//! let layer = LinearConfig::new(64, 32).init(&device);
+//! let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&layer).unwrap();
+//! let x = Tensor::<2>::random([4, 64], Distribution::Default, &device);
+//! assert_eq!(int8.forward(x).dims(), [4, 32]);
+//! set_gpu_int8_weights(GpuInt8Weights::Words);
+//! assert_eq!(ember_quant::gpu_int8_weights(), GpuInt8Weights::Words);
+//! ```
 
 use crate::error::{QuantError, Result};
 use burn::module::{Param, ParamId};
@@ -65,6 +89,15 @@ enum Table {
     Float(Tensor<2>),
 }
 
+impl Table {
+    fn mode(&self) -> GpuInt8Weights {
+        match self {
+            Table::Words(_) => GpuInt8Weights::Words,
+            Table::Float(_) => GpuInt8Weights::Float,
+        }
+    }
+}
+
 /// One cached table: the id of the values it was built from, its device (compared together
 /// with whether it is an autodiff device: Burn's device equality ignores that), the table.
 type WordSlot = (ParamId, Device, Table);
@@ -92,14 +125,7 @@ impl WordCache {
         let id = values.id;
         let mode = gpu_int8_weights();
         if let Ok(g) = self.0.lock()
-            && let Some((_, _, t)) = g.iter().find(|(i, d, t)| {
-                *i == id
-                    && d == device
-                    && matches!(
-                        (t, mode),
-                        (Table::Words(_), GpuInt8Weights::Words) | (Table::Float(_), GpuInt8Weights::Float)
-                    )
-            })
+            && let Some((_, _, t)) = g.iter().find(|(i, d, t)| *i == id && same_device(d, device) && t.mode() == mode)
         {
             return Ok(t.clone());
         }

@@ -130,26 +130,6 @@ fn require_wgpu() -> bool {
     std::env::var("EMBER_REQUIRE_WGPU").is_ok_and(|v| v == "1")
 }
 
-/// Whether `device` is not one of Burn's CPU backends (Flex, NdArray), e.g. wgpu.
-pub fn is_gpu(device: &Device) -> bool {
-    !matches!(device_name(device), "flex" | "ndarray")
-}
-
-/// Short name of a device's backend (`flex`, `ndarray`, `cube` for any CubeCL device such as
-/// wgpu, or `other`); autodiff devices answer for the device they wrap.
-pub fn device_name(device: &Device) -> &'static str {
-    #[allow(unreachable_patterns)]
-    match device.clone().without_autodiff().as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => "flex",
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => "ndarray",
-        #[cfg(feature = "wgpu")]
-        burn::backend::DispatchDevice::Cube(_) => "cube",
-        _ => "other",
-    }
-}
-
 /// Appends `device<TAB>test` to `EMBER_DEVICE_LOG` for the current test (its thread name).
 pub fn record(device: &str) {
     let Ok(path) = std::env::var("EMBER_DEVICE_LOG") else { return };
@@ -162,13 +142,5 @@ pub fn record(device: &str) {
     let line = format!("{device}\t{crate_name}::{test}\n");
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = f.write_all(line.as_bytes());
-    }
-}
-
-/// Runs `f` on every device of [`devices`] with its name (a convenience for single-device
-/// checks that should cover all backends).
-pub fn each_device(mut f: impl FnMut(&'static str, &Device)) {
-    for (name, d) in devices() {
-        f(name, &d);
     }
 }
