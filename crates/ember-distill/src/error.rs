@@ -53,7 +53,7 @@ pub enum DistillError {
     #[error("missing output: {0}")]
     MissingOutput(String),
     /// NaN or infinity in an input.
-    #[error("{what} contains NaN or infinite values")]
+    #[error("{what} contains NaN or infinite values; distillation needs finite numbers")]
     NonFinite {
         /// Which input.
         what: String,

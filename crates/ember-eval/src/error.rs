@@ -33,7 +33,7 @@ pub enum EvalError {
         classes: usize,
     },
     /// NaN or infinity in scores or values.
-    #[error("{0} contains NaN or infinite values")]
+    #[error("{0} contains NaN or infinite values; metrics need finite numbers")]
     NonFinite(String),
     /// A malformed task file.
     #[error("{file}:{line}: {message}")]

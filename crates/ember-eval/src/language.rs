@@ -39,7 +39,8 @@ impl Perplexity {
     ///
     /// # Errors
     /// [`EvalError::LengthMismatch`], [`EvalError::InvalidClass`] for a target outside the
-    /// vocabulary, [`EvalError::NonFinite`].
+    /// vocabulary, [`EvalError::NonFinite`], [`EvalError::InvalidConfig`] for `vocab = 0` with
+    /// targets to score.
     pub fn update_logits(
         &mut self,
         logits: &[f32],
@@ -47,6 +48,13 @@ impl Perplexity {
         targets: &[i64],
         ignore_index: Option<i64>,
     ) -> Result<()> {
+        if vocab == 0 && !targets.is_empty() {
+            return Err(EvalError::InvalidConfig {
+                what: "vocab".into(),
+                value: "0".into(),
+                expected: "at least 1 (the width of each logits row)".into(),
+            });
+        }
         same_len("logits vs targets × vocab", logits.len(), targets.len() * vocab)?;
         if logits.iter().any(|v| !v.is_finite()) {
             return Err(EvalError::NonFinite("logits".into()));

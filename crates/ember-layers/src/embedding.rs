@@ -119,10 +119,15 @@ impl FactorizedEmbedding {
     ///
     /// # Errors
     /// [`LayerError::Shape`] if the sequence is longer than the position table or the token
-    /// types' shape differs from `ids`'.
+    /// types' shape differs from `ids`'; [`LayerError::Input`] for an id outside the token table
+    /// or a token type outside the token-type table (checked with one read from the device each).
     pub fn forward(&self, ids: Tensor<2, Int>, token_types: Option<Tensor<2, Int>>) -> Result<Tensor<3>> {
         let [b, t] = ids.dims();
         check_positions(t, self.position.weight.dims()[0])?;
+        check_ids("ids", &ids, self.word.weight.dims()[0])?;
+        if let (Some(types), Some(table)) = (&token_types, &self.token_type) {
+            check_ids("token_types", types, table.weight.dims()[0])?;
+        }
         let device = ids.device();
         let types = token_types_or_zeros(token_types, b, t, &device)?;
         let mut x = self.word.forward(ids);
@@ -152,6 +157,30 @@ pub(crate) fn check_positions(t: usize, max: usize) -> Result<()> {
             expected: format!("at most {max} positions"),
             actual: format!("{t}"),
         });
+    }
+    Ok(())
+}
+
+/// Errors unless every value of `ids` is in `0..table` (one read from the device; an empty
+/// tensor passes). Burn's embedding lookup would otherwise index out of bounds and panic (CPU)
+/// or read garbage (GPU).
+pub(crate) fn check_ids(what: &str, ids: &Tensor<2, Int>, table: usize) -> Result<()> {
+    if ids.dims().contains(&0) {
+        return Ok(());
+    }
+    let flat = ids.clone().reshape([-1]);
+    let bounds = Tensor::cat(vec![flat.clone().min(), flat.max()], 0);
+    let input = |message: String| LayerError::Input { what: what.into(), message };
+    let v = bounds
+        .try_into_data()
+        .map_err(|e| input(format!("could not be read from the device: {e:?}")))?
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .map_err(|e| input(format!("could not be read from the device: {e:?}")))?;
+    let (lo, hi) = (v[0], v[1]);
+    if lo < 0 || hi >= table as i64 {
+        let bad = if lo < 0 { lo } else { hi };
+        return Err(input(format!("id {bad} is outside the embedding table's range 0..{table}")));
     }
     Ok(())
 }

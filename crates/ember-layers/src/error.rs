@@ -26,6 +26,14 @@ pub enum LayerError {
         /// The shape passed.
         actual: String,
     },
+    /// An input whose values do not fit the layer (token ids outside the embedding table).
+    #[error("invalid `{what}`: {message}")]
+    Input {
+        /// Which input.
+        what: String,
+        /// What was wrong and what was expected.
+        message: String,
+    },
 }
 
 /// `Result` with [`LayerError`].

@@ -4,7 +4,7 @@
 //! `num_params()` of the built model equals [`MobileBertSpec::count`] (24.58M for the released
 //! configuration, published as 25.3M).
 
-use crate::embedding::{check_positions, positions, token_types_or_zeros};
+use crate::embedding::{check_ids, check_positions, positions, token_types_or_zeros};
 use crate::error::{Result, invalid};
 use crate::params::MobileBertSpec;
 use burn::module::{Module, Param};
@@ -169,10 +169,15 @@ impl MobileBertEmbedding {
     ///
     /// # Errors
     /// [`crate::LayerError::Shape`] for sequences longer than the position table or token
-    /// types of another shape.
+    /// types of another shape; [`crate::LayerError::Input`] for ids or token types outside their
+    /// tables.
     pub fn forward(&self, ids: Tensor<2, Int>, token_types: Option<Tensor<2, Int>>) -> Result<Tensor<3>> {
         let [b, t] = ids.dims();
         check_positions(t, self.position.weight.dims()[0])?;
+        check_ids("ids", &ids, self.word.weight.dims()[0])?;
+        if let Some(types) = &token_types {
+            check_ids("token_types", types, self.token_type.weight.dims()[0])?;
+        }
         let device = ids.device();
         let types = token_types_or_zeros(token_types, b, t, &device)?;
         let e = self.word.forward(ids);

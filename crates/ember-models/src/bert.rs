@@ -193,7 +193,7 @@ impl BertConfig {
             ));
         }
         HiddenAct::from_hf(&self.hidden_act)?;
-        Ok(())
+        crate::error::check_addressable(self.params_u128())
     }
 
     /// Width of one attention head.
@@ -202,11 +202,21 @@ impl BertConfig {
     }
 
     /// Parameters of the encoder (embeddings and layers, no pooler).
+    /// Saturates at `usize::MAX` for sizes no machine can hold ([`validate`](Self::validate)
+    /// rejects those).
     pub fn num_params(&self) -> usize {
-        let (h, f) = (self.hidden_size, self.intermediate_size);
-        let emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h;
-        let layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 4 * h;
-        emb + self.num_hidden_layers * layer
+        usize::try_from(self.params_u128()).unwrap_or(usize::MAX)
+    }
+
+    /// The parameter count, saturating at `u128::MAX` (no overflow for any sizes).
+    fn params_u128(&self) -> u128 {
+        use crate::error::Count;
+        let c = Count::from;
+        let (h, f, two, four) = (c(self.hidden_size), c(self.intermediate_size), c(2), c(4));
+        let tables = c(self.vocab_size) + c(self.max_position_embeddings) + c(self.type_vocab_size);
+        let emb = tables * h + two * h;
+        let layer = four * (h * h + h) + (h * f + f) + (f * h + h) + four * h;
+        (emb + c(self.num_hidden_layers) * layer).0
     }
 
     /// A model with random weights (load a checkpoint into it with

@@ -129,7 +129,7 @@ impl CausalLmConfig {
             return Err(config_err("share_group", g, &format!("1..={} layers", self.n_layers)));
         }
         check_eps(self.layer_norm_eps)?;
-        Ok(())
+        crate::error::check_addressable(self.params_u128())
     }
 
     fn group(&self) -> usize {
@@ -148,10 +148,20 @@ impl CausalLmConfig {
     }
 
     /// Parameters, by the same formula the modules follow.
+    /// Saturates at `usize::MAX` for sizes no machine can hold ([`validate`](Self::validate)
+    /// rejects those).
     pub fn num_params(&self) -> usize {
-        let (h, f, v) = (self.d_model, self.d_ff, self.vocab_size);
-        let e = self.embedding_size.unwrap_or(h);
-        let mut n = v * e + self.max_seq_len * h + 2 * h; // tables + final norm
+        usize::try_from(self.params_u128()).unwrap_or(usize::MAX)
+    }
+
+    /// The parameter count, saturating at `u128::MAX` (no overflow for any sizes).
+    fn params_u128(&self) -> u128 {
+        use crate::error::Count;
+        let c = Count::from;
+        let (h, f, v) = (c(self.d_model), c(self.d_ff), c(self.vocab_size));
+        let e = self.embedding_size.map_or(h, c);
+        let (two, four) = (c(2), c(4));
+        let mut n = v * e + c(self.max_seq_len) * h + two * h; // tables + final norm
         if self.embedding_size.is_some() {
             n += e * h + h; // in projection
             if self.tie_embeddings {
@@ -162,7 +172,8 @@ impl CausalLmConfig {
             n += h * v + v;
         }
         let (a, m) = self.distinct_blocks();
-        n + a * (4 * (h * h + h) + 2 * h) + m * (h * f + f + f * h + h + 2 * h)
+        let total = n + c(a) * (four * (h * h + h) + two * h) + c(m) * (h * f + f + f * h + h + two * h);
+        total.0
     }
 
     /// A model with random weights.

@@ -104,6 +104,52 @@ pub(crate) fn check_nonzero(sizes: &[(&str, usize)]) -> Result<()> {
     }
 }
 
+/// A parameter count that saturates instead of overflowing (sizes from a config can be any
+/// `usize`), so that formulas read as they do on paper.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub(crate) struct Count(pub(crate) u128);
+
+impl From<usize> for Count {
+    fn from(v: usize) -> Self {
+        Count(v as u128)
+    }
+}
+
+impl std::ops::Add for Count {
+    type Output = Count;
+    fn add(self, rhs: Count) -> Count {
+        Count(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl std::ops::Mul for Count {
+    type Output = Count;
+    fn mul(self, rhs: Count) -> Count {
+        Count(self.0.saturating_mul(rhs.0))
+    }
+}
+
+impl std::ops::AddAssign for Count {
+    fn add_assign(&mut self, rhs: Count) {
+        *self = *self + rhs;
+    }
+}
+
+/// A model of `params` f32 parameters must fit in memory a process can address: its byte size
+/// must fit in `isize` (Rust's allocation limit). Huge sizes in a config are an error here
+/// rather than an overflow in parameter arithmetic or an aborted allocation in `init`.
+pub(crate) fn check_addressable(params: u128) -> Result<()> {
+    let bytes = params.saturating_mul(4);
+    if bytes > isize::MAX as u128 {
+        return Err(config_err(
+            "sizes",
+            format!("{params} parameters ({bytes} bytes as f32)"),
+            &format!("a model this process can allocate (at most {} bytes)", isize::MAX),
+        ));
+    }
+    Ok(())
+}
+
 /// `layer_norm_eps` must be finite and positive.
 pub(crate) fn check_eps(eps: f64) -> Result<()> {
     if eps.is_finite() && eps > 0.0 { Ok(()) } else { Err(config_err("layer_norm_eps", eps, "a finite value > 0")) }

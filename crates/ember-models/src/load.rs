@@ -201,7 +201,7 @@ pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(B
         ));
     }
     let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: e.to_string() })?;
+        .map_err(|e| ModelError::Checkpoint { file: file.clone(), message: describe_safetensors_error(&e, &bytes) })?;
     let mut expected = ExpectVisitor::default();
     model.visit(&mut expected);
     if expected.masks > 0 {
@@ -250,6 +250,15 @@ pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(B
                         ),
                     });
                 }
+                if let Some(i) = first_non_finite(&view) {
+                    return Err(ModelError::TensorMismatch {
+                        file,
+                        tensor: key.clone(),
+                        message: format!(
+                            "holds NaN or infinity at flat index {i}: the checkpoint is corrupt (trained weights are finite)"
+                        ),
+                    });
+                }
                 if let Some(prev) = found.insert(normalize_norm_name(&p), key.clone()) {
                     return Err(ModelError::UnexpectedTensor {
                         file,
@@ -292,6 +301,80 @@ pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(B
         });
     }
     Ok((model, report))
+}
+
+/// The flat index of the first NaN or infinity in a float tensor (by its bit pattern: all
+/// exponent bits set), if any.
+fn first_non_finite(view: &safetensors::tensor::TensorView<'_>) -> Option<usize> {
+    use safetensors::Dtype as S;
+    let data = view.data();
+    match view.dtype() {
+        S::F32 => {
+            data.chunks_exact(4).position(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 == 0x7f80_0000)
+        }
+        S::F16 => data.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
+        S::BF16 => data.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
+        S::F64 => data.chunks_exact(8).position(|c| {
+            u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
+        }),
+        _ => None,
+    }
+}
+
+/// A safetensors parse error in words: what is wrong with the file and what a valid one has.
+/// (The crate's own messages, such as "incomplete metadata, file not fully covered", do not say
+/// that the file is truncated.)
+fn describe_safetensors_error(e: &safetensors::SafeTensorError, bytes: &[u8]) -> String {
+    use safetensors::SafeTensorError as E;
+    const N_LEN: usize = 8;
+    let len = bytes.len();
+    let claimed = bytes.get(..N_LEN).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    match (e, claimed) {
+        (E::HeaderTooSmall, _) => format!(
+            "the file has {len} bytes, fewer than the {N_LEN}-byte header length a safetensors file starts with \
+             (truncated, or not a safetensors file)"
+        ),
+        (E::HeaderTooLarge | E::InvalidHeaderLength, Some(n)) if n > (len - N_LEN) as u64 => format!(
+            "the header length is {n} bytes but only {} bytes follow it (truncated, or not a safetensors file)",
+            len - N_LEN
+        ),
+        (E::HeaderTooLarge, Some(n)) => {
+            format!("the header length is {n} bytes, over safetensors' 100 MB limit (not a safetensors file?)")
+        }
+        (E::InvalidHeader(u), _) => format!("the header is not UTF-8 text ({u}); expected a JSON header"),
+        (E::InvalidHeaderDeserialization(j), _) => format!(
+            "the header is not valid JSON ({j}); expected a JSON object of tensor names with dtype, shape and \
+             data_offsets"
+        ),
+        (E::TensorInvalidInfo, _) => "a tensor's dtype and shape do not match the size of its data_offsets in the \
+             header (corrupt header; expected end − start = elements × dtype size)"
+            .to_string(),
+        (E::MetadataIncompleteBuffer, Some(n)) => {
+            let after = len.saturating_sub(N_LEN).saturating_sub(n as usize);
+            match data_end(bytes, n as usize) {
+                Some(end) if end > after => format!(
+                    "the header's tensors need {end} bytes of data but only {after} follow the header (truncated file)"
+                ),
+                Some(end) => format!(
+                    "the header's tensors need {end} bytes of data but {after} follow the header (trailing bytes, \
+                     or a corrupt header)"
+                ),
+                None => format!("{e}: the data after the header does not match the header (truncated file?)"),
+            }
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// The largest `data_offsets` end in a safetensors header of `n` bytes.
+fn data_end(bytes: &[u8], n: usize) -> Option<usize> {
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    header
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64().map(|e| e as usize))
+        .try_fold(0usize, |m, e| Some(m.max(e?)))
 }
 
 /// The Ember path with the checkpoint's own parameter name (`weight`/`bias` or `gamma`/`beta`).

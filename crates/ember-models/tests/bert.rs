@@ -7,49 +7,8 @@ use ember_models::{Bert, BertConfig, Encoded, KeyMapping, ModelError, bert_param
 use safetensors::Dtype;
 use std::collections::BTreeMap;
 
-const CONFIG: &str = r#"{"architectures": ["BertModel"], "hidden_size": 8, "num_hidden_layers": 2,
-  "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 10, "vocab_size": 20,
-  "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu", "model_type": "bert"}"#;
-
-/// Deterministic values for a tensor.
-fn values(seed: usize, n: usize) -> Vec<f32> {
-    (0..n).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.2).collect()
-}
-
-/// A Hugging Face layout checkpoint for CONFIG: key → (shape, f32 values).
-fn hf_tensors() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let (h, f, v, p) = (8, 16, 20, 10);
-    let mut m = BTreeMap::new();
-    let mut add = |k: &str, shape: Vec<usize>| {
-        let n = shape.iter().product();
-        let seed = m.len() + 1;
-        m.insert(k.to_string(), (shape, values(seed, n)));
-    };
-    add("embeddings.word_embeddings.weight", vec![v, h]);
-    add("embeddings.position_embeddings.weight", vec![p, h]);
-    add("embeddings.token_type_embeddings.weight", vec![2, h]);
-    add("embeddings.LayerNorm.weight", vec![h]);
-    add("embeddings.LayerNorm.bias", vec![h]);
-    for l in 0..2 {
-        for (name, o, i) in [
-            ("attention.self.query", h, h),
-            ("attention.self.key", h, h),
-            ("attention.self.value", h, h),
-            ("attention.output.dense", h, h),
-            ("intermediate.dense", f, h),
-            ("output.dense", h, f),
-        ] {
-            add(&format!("encoder.layer.{l}.{name}.weight"), vec![o, i]);
-            add(&format!("encoder.layer.{l}.{name}.bias"), vec![o]);
-        }
-        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            add(&format!("encoder.layer.{l}.{name}.weight"), vec![h]);
-            add(&format!("encoder.layer.{l}.{name}.bias"), vec![h]);
-        }
-    }
-    add("pooler.dense.weight", vec![h, h]);
-    m
-}
+mod common;
+use common::{CONFIG, hf_tensors, values};
 
 fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, dtype: Dtype) -> Vec<u8> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
@@ -82,6 +41,9 @@ fn half_bits(x: f32) -> u16 {
     }
     if exp <= 0 {
         return sign; // flush tiny values (none in these tests' significant range)
+    }
+    if exp >= 31 {
+        return sign | 0x7c00; // infinity (and NaN, which these tests do not write as f16)
     }
     let m = mant >> 13;
     let rest = mant & 0x1fff;
@@ -305,4 +267,32 @@ fn bert_prunes_then_quantizes_with_the_other_crates() {
     assert!(values.iter().filter(|v| **v == 0).count() >= 64);
     let e = Encoded::from_ids(&[vec![1, 5, 7, 2]], 0).unwrap();
     assert!(host(q.embed(&e).unwrap()).iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_input_checkpoint_nan_weight_is_named() {
+    let mut t = hf_tensors();
+    t.get_mut("encoder.layer.1.output.dense.weight").unwrap().1[5] = f32::NAN;
+    let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::F32), "m.safetensors").unwrap_err();
+    assert!(
+        matches!(&err, ModelError::TensorMismatch { tensor, .. } if tensor == "encoder.layer.1.output.dense.weight"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("holds NaN or infinity at flat index 5"), "{err}");
+    // Half precision too (by the bit pattern): infinity in f16.
+    let mut t = hf_tensors();
+    t.get_mut("embeddings.LayerNorm.bias").unwrap().1[0] = f32::INFINITY;
+    let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::F16), "m.safetensors").unwrap_err();
+    assert!(err.to_string().contains("`embeddings.LayerNorm.bias` holds NaN or infinity at flat index 0"), "{err}");
+}
+
+#[test]
+fn bad_input_config_sizes_beyond_memory() {
+    // Sizes whose parameter count no process can allocate are refused by validation, not an
+    // arithmetic overflow or an aborted allocation in `init`.
+    let huge = CONFIG.replace("\"hidden_size\": 8", &format!("\"hidden_size\": {}", 1u64 << 40));
+    let huge = huge.replace("\"num_attention_heads\": 2", "\"num_attention_heads\": 1");
+    let err = BertConfig::from_json(&huge).unwrap_err();
+    assert!(matches!(err, ModelError::Config { .. }), "{err}");
+    assert!(err.to_string().contains("a model this process can allocate"), "{err}");
 }

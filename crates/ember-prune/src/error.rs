@@ -35,7 +35,7 @@ pub enum PruneError {
         actual: String,
     },
     /// NaN or infinity in weights or scores.
-    #[error("{0} contains NaN or infinite values")]
+    #[error("{0} contains NaN or infinite values; pruning needs finite numbers")]
     NonFinite(String),
     /// A setting that cannot work.
     #[error("invalid {what} = {value}: {expected}")]

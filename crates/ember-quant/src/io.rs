@@ -129,8 +129,40 @@ pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<u6
     let io = |source| QuantError::Io { path: path.display().to_string(), source };
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| QuantError::Data { what: "model".into(), message: e.to_string() })?;
+    let bytes = canonical_header(bytes);
     std::fs::write(path, &bytes).map_err(io)?;
     Ok(bytes.len() as u64)
+}
+
+/// safetensors writes its metadata map in hash order, which differs between saves; this
+/// rewrites the header's JSON with every object's keys sorted (same length, same offsets), so
+/// that saving the same model always gives the same bytes (files can be hashed and compared).
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let Some(len) = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes) else {
+        return bytes;
+    };
+    let Some(end) = usize::try_from(len).ok().and_then(|l| l.checked_add(8)).filter(|&e| e <= bytes.len()) else {
+        return bytes;
+    };
+    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&bytes[8..end]) else { return bytes };
+    let Ok(mut text) = serde_json::to_vec(&sorted(header)) else { return bytes };
+    if text.len() > end - 8 {
+        return bytes;
+    }
+    // safetensors pads the header with spaces to keep the data aligned.
+    text.resize(end - 8, b' ');
+    bytes[8..end].copy_from_slice(&text);
+    bytes
 }
 
 struct Apply<'a> {
@@ -207,6 +239,207 @@ impl ModuleMapper for Apply<'_> {
     }
 }
 
+/// Every parameter's path and shape.
+#[derive(Default)]
+struct Shapes {
+    path: Vec<String>,
+    dims: BTreeMap<String, Vec<usize>>,
+}
+
+impl Shapes {
+    fn add(&mut self, dims: Vec<usize>) {
+        self.dims.insert(self.path.join("."), dims);
+    }
+}
+
+impl ModuleVisitor for Shapes {
+    track_path!(path);
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        self.add(p.dims().to_vec());
+    }
+    fn visit_int<const D: usize>(&mut self, p: &Param<Tensor<D, Int>>) {
+        self.add(p.dims().to_vec());
+    }
+    fn visit_bool<const D: usize>(&mut self, p: &Param<Tensor<D, Bool>>) {
+        self.add(p.dims().to_vec());
+    }
+}
+
+/// `prefix.name` (or `name` for a layer at the root).
+fn child(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}
+
+fn f32_values(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    (view.dtype() == Dtype::F32)
+        .then(|| view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn int_values(view: &TensorView<'_>) -> Option<Vec<i64>> {
+    match view.dtype() {
+        Dtype::I32 => {
+            Some(view.data().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect())
+        }
+        Dtype::I64 => {
+            Some(view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Checks the file against the skeleton's parameter shapes (`dims`):
+/// - an Ember int8 layer (a `quant.values` parameter) that is int8 in the file has i8 values of
+///   the layer's logical shape (`[d_input, d_output]`, or `[rows, d_model]` for an embedding),
+///   an emptied float weight `[0, d]`, a decodable spec matching that shape (linear layers),
+///   and as many finite, positive scales as its granularity needs, and valid static activation
+///   parameters and smoothing factors; a layer that is float in the file has the skeleton's
+///   weight shape;
+/// - every other tensor has exactly the skeleton's shape;
+/// - every f32 tensor is finite (a checkpoint with NaN or infinity is corrupt).
+///
+/// Missing and extra tensors are reported by the caller.
+fn check_layout(
+    dims: &BTreeMap<String, Vec<usize>>,
+    file: &HashMap<String, TensorView<'_>>,
+) -> std::result::Result<(), String> {
+    let shape_of = |k: &str| file.get(k).map(|v| v.shape().to_vec());
+    let mut owned: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for values_path in dims.keys().filter(|k| *k == "quant.values" || k.ends_with(".quant.values")) {
+        let prefix = values_path.strip_suffix("quant.values").unwrap_or("").trim_end_matches('.');
+        let weight_path = child(prefix, "weight");
+        let Some(weight_dims) = dims.get(&weight_path) else { continue };
+        // The layer's logical shape: the float weight's, or the int8 values' when the skeleton
+        // is already quantized.
+        let logical = if weight_dims.first() == Some(&0) { dims[values_path].clone() } else { weight_dims.clone() };
+        let (rows, cols) = match logical.as_slice() {
+            [r, c] => (*r, *c),
+            _ => continue,
+        };
+        for name in ["weight", "quant.values", "quant.scales", "quant.activation", "quant.smooth", "quant.spec"] {
+            owned.insert(child(prefix, name));
+        }
+        let (Some(vshape), Some(wshape)) = (shape_of(values_path), shape_of(&weight_path)) else { continue };
+        let spec_path = child(prefix, "quant.spec");
+        // What the layers themselves test: a linear layer is int8 when it has a spec, an
+        // embedding when its values have rows.
+        let quantized = if dims.contains_key(&spec_path) {
+            shape_of(&spec_path).is_some_and(|s| s.iter().product::<usize>() > 0)
+        } else {
+            vshape.first().is_some_and(|&r| r != 0)
+        };
+        if !quantized {
+            if wshape != logical {
+                return Err(format!("`{weight_path}` has shape {wshape:?} in the file, the model expects {logical:?}"));
+            }
+            for name in ["quant.values", "quant.scales", "quant.activation", "quant.smooth", "quant.spec"] {
+                let path = child(prefix, name);
+                if let Some(shape) = shape_of(&path)
+                    && shape.iter().product::<usize>() != 0
+                {
+                    return Err(format!("`{path}` has shape {shape:?} in a float layer, expected no values"));
+                }
+            }
+            continue;
+        }
+        if vshape != logical {
+            return Err(format!("`{values_path}` has shape {vshape:?} in the file, the model expects {logical:?}"));
+        }
+        if file[values_path.as_str()].dtype() != Dtype::I8 {
+            return Err(format!(
+                "`{values_path}` is {:?} in the file, expected I8",
+                file[values_path.as_str()].dtype()
+            ));
+        }
+        if wshape != [0, cols] {
+            return Err(format!("`{weight_path}` has shape {wshape:?} in an int8 layer, expected [0, {cols}]"));
+        }
+        let scales_path = child(prefix, "quant.scales");
+        let scales = file.get(&scales_path).and_then(f32_values).unwrap_or_default();
+        if let Some(i) = scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!("`{scales_path}`: scale {} at {i} is not finite and positive", scales[i]));
+        }
+        let spec = file.get(&spec_path).and_then(int_values).filter(|v| !v.is_empty());
+        let Some(spec) = spec else {
+            // An embedding table: one scale per row.
+            if scales.len() != rows {
+                return Err(format!("`{scales_path}` has {} scales, the table has {rows} rows", scales.len()));
+            }
+            continue;
+        };
+        let spec = LinearQuantSpec::decode(&spec_path, &spec).map_err(|e| e.to_string())?;
+        if (spec.d_input, spec.d_output) != (rows, cols) {
+            return Err(format!(
+                "`{spec_path}` describes a {} × {} layer, the model's is {rows} × {cols}",
+                spec.d_input, spec.d_output
+            ));
+        }
+        if scales.len() != spec.num_weight_scales() {
+            return Err(format!(
+                "`{scales_path}` has {} scales, {:?} weights of {rows} × {cols} need {}",
+                scales.len(),
+                spec.weight,
+                spec.num_weight_scales()
+            ));
+        }
+        let act_path = child(prefix, "quant.activation");
+        let act = file.get(&act_path).and_then(f32_values).unwrap_or_default();
+        match (spec.mode, act.as_slice()) {
+            (crate::ActivationMode::Dynamic, []) => {}
+            (crate::ActivationMode::Static, [scale, zp]) => {
+                let (lo, hi) = match spec.activation_dtype {
+                    crate::QuantDtype::U8Affine => (0.0, 255.0),
+                    crate::QuantDtype::I8Symmetric => (0.0, 0.0),
+                };
+                let valid = scale.is_finite() && *scale > 0.0 && (lo..=hi).contains(zp) && zp.fract() == 0.0;
+                if !valid {
+                    return Err(format!(
+                        "`{act_path}`: static activation parameters [{scale}, {zp}] need a finite scale > 0 and an \
+                         integer zero point in [{lo}, {hi}]"
+                    ));
+                }
+            }
+            (mode, other) => {
+                return Err(format!(
+                    "`{act_path}` has {} values, {mode:?} mode needs {}",
+                    other.len(),
+                    match mode {
+                        crate::ActivationMode::Dynamic => "none",
+                        crate::ActivationMode::Static => "2 ([scale, zero_point])",
+                    }
+                ));
+            }
+        }
+        let smooth_path = child(prefix, "quant.smooth");
+        let smooth = file.get(&smooth_path).and_then(f32_values).unwrap_or_default();
+        if !(smooth.is_empty() || smooth.len() == rows) {
+            return Err(format!("`{smooth_path}` has {} factors, expected 0 or d_input = {rows}", smooth.len()));
+        }
+        if let Some(i) = smooth.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!("`{smooth_path}`: factor {} at {i} is not finite and positive", smooth[i]));
+        }
+    }
+    for (path, want) in dims {
+        if owned.contains(path) {
+            continue;
+        }
+        if let Some(got) = shape_of(path)
+            && &got != want
+        {
+            return Err(format!("`{path}` has shape {got:?} in the file, the model expects {want:?}"));
+        }
+    }
+    let mut names: Vec<&String> = file.keys().collect();
+    names.sort();
+    for name in names {
+        if let Some(v) = f32_values(&file[name.as_str()])
+            && let Some(i) = v.iter().position(|x| !x.is_finite())
+        {
+            return Err(format!("`{name}` holds a non-finite value ({}) at flat index {i}", v[i]));
+        }
+    }
+    Ok(())
+}
+
 /// Validates every Ember int8 layer state after loading.
 #[derive(Default)]
 struct CheckSpecs {
@@ -280,22 +513,32 @@ pub fn load_quantized_bytes<M: Module>(model: M, bytes: &[u8]) -> Result<M> {
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
     let file: HashMap<String, TensorView<'_>> = st.tensors().into_iter().collect();
-    let mut apply = Apply { path: Vec::new(), file, errors: Vec::new(), missing: Vec::new() };
-    let model = model.map(&mut apply);
-    if !apply.errors.is_empty() {
-        return Err(file_err(apply.errors.join("; ")));
-    }
-    let mut extra: Vec<String> = apply.file.keys().cloned().collect();
+    // Shapes and values are checked against the skeleton before anything is applied, so that a
+    // loaded model never fails later (a misshaped LayerNorm would panic inside Burn's forward).
+    let mut shapes = Shapes::default();
+    model.visit(&mut shapes);
+    let missing: Vec<String> = shapes.dims.keys().filter(|k| !file.contains_key(*k)).cloned().collect();
+    let mut extra: Vec<String> = file.keys().filter(|k| !shapes.dims.contains_key(*k)).cloned().collect();
     extra.sort();
     let mut problems = Vec::new();
-    if !apply.missing.is_empty() {
-        problems.push(format!("tensors missing from the file: {}", name_list(&apply.missing)));
+    if !missing.is_empty() {
+        problems.push(format!("tensors missing from the file: {}", name_list(&missing)));
     }
     if !extra.is_empty() {
         problems.push(format!("tensors in the file that the model does not have: {}", name_list(&extra)));
     }
     if !problems.is_empty() {
         return Err(file_err(format!("{} (is this file from another model or config?)", problems.join("; "))));
+    }
+    check_layout(&shapes.dims, &file).map_err(file_err)?;
+    let mut apply = Apply { path: Vec::new(), file, errors: Vec::new(), missing: Vec::new() };
+    let model = model.map(&mut apply);
+    if !apply.errors.is_empty() {
+        return Err(file_err(apply.errors.join("; ")));
+    }
+    if !apply.missing.is_empty() || !apply.file.is_empty() {
+        // Unreachable after the checks above (the visitor and the mapper see the same paths).
+        return Err(file_err("the model's parameters changed while loading".into()));
     }
     let mut check = CheckSpecs::default();
     model.visit(&mut check);

@@ -93,3 +93,111 @@ fn a_spec_from_another_version_is_refused() {
     let e = ember_quant::io::load_quantized_bytes(Mlp::new(&device), &out).unwrap_err();
     assert!(e.to_string().contains("version 7"), "{e}");
 }
+
+/// The TinyLm file with one tensor rewritten by `edit(name, dtype, shape, bytes)`.
+fn edited_file(edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<usize>, &mut Vec<u8>)) -> Vec<u8> {
+    let device = burn::tensor::Device::flex();
+    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&TinyLm::new(&device)).unwrap();
+    let path = tmp(&format!("edit-{:?}.safetensors", std::thread::current().id()));
+    save_quantized(&int8, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    for (k, d, s, b) in &mut tensors {
+        edit(k, d, s, b);
+    }
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "ember-quant".to_string()),
+        ("version".to_string(), "1".to_string()),
+    ]);
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+fn load_edited(edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<usize>, &mut Vec<u8>)) -> QuantError {
+    let device = burn::tensor::Device::flex();
+    ember_quant::io::load_quantized_bytes(TinyLm::new(&device), &edited_file(edit)).unwrap_err()
+}
+
+#[test]
+fn bad_input_quantized_file_misshaped_float_tensor() {
+    // A LayerNorm of the wrong width would otherwise load and panic inside Burn's forward.
+    let e = load_edited(|k, _, s, b| {
+        if k == "norm1.gamma" {
+            s[0] -= 1;
+            b.truncate(b.len() - 4);
+        }
+    });
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    assert!(e.to_string().contains("`norm1.gamma` has shape [127] in the file, the model expects [128]"), "{e}");
+}
+
+#[test]
+fn bad_input_quantized_file_values_of_another_layer_shape() {
+    let e = load_edited(|k, _, s, b| {
+        if k == "fc1.quant.values" {
+            s.swap(0, 1);
+            let _ = b;
+        }
+    });
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    assert!(
+        e.to_string().contains("`fc1.quant.values` has shape [512, 128] in the file, the model expects [128, 512]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_input_quantized_file_nan_scale() {
+    let e = load_edited(|k, _, _, b| {
+        if k == "query.quant.scales" {
+            b[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+    });
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    assert!(e.to_string().contains("`query.quant.scales`: scale NaN at 2 is not finite and positive"), "{e}");
+}
+
+#[test]
+fn bad_input_quantized_file_infinite_float_weight() {
+    let e = load_edited(|k, _, _, b| {
+        if k == "fc2.bias" {
+            b[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        }
+    });
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    assert!(e.to_string().contains("`fc2.bias` holds a non-finite value (inf) at flat index 0"), "{e}");
+}
+
+#[test]
+fn bad_input_quantized_file_spec_of_another_layer() {
+    // fc2's spec in fc1's place: a 512 × 128 layer described where the model has 128 × 512.
+    let device = burn::tensor::Device::flex();
+    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&TinyLm::new(&device)).unwrap();
+    let spec = int8.fc2.quant.spec.val().into_data().as_bytes().to_vec();
+    let e = load_edited(move |k, _, _, b| {
+        if k == "fc1.quant.spec" {
+            *b = spec.clone();
+        }
+    });
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    assert!(e.to_string().contains("`fc1.quant.spec` describes a 512 × 128 layer, the model's is 128 × 512"), "{e}");
+}
+
+#[test]
+fn bad_input_quantized_file_with_an_unknown_scheme() {
+    // A spec whose weight-granularity code no Ember build writes (7): a file from another
+    // scheme is refused, naming the layer, rather than read as a known one.
+    let e = load_edited(|k, d, _, b| {
+        if k == "fc2.quant.spec" {
+            assert_eq!(*d, safetensors::Dtype::I32, "specs are saved as i32");
+            b[20..24].copy_from_slice(&7i32.to_le_bytes());
+        }
+    });
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    assert!(e.to_string().contains("fc2.quant.spec") && e.to_string().contains("weight granularity code 7"), "{e}");
+}

@@ -41,6 +41,20 @@ pub fn first_device() -> (&'static str, Device) {
     first
 }
 
+/// The enabled CPU devices (Flex, NdArray) after the `EMBER_TEST_DEVICES` filter, for checks
+/// of Ember's own CPU kernels (thread counts, for example); recorded like [`devices`]. Empty when
+/// the filter keeps only wgpu.
+///
+/// # Panics
+/// As [`devices`].
+pub fn cpu_devices() -> Vec<(&'static str, Device)> {
+    let cpu: Vec<_> = enabled().into_iter().filter(|(name, _)| *name != "wgpu").collect();
+    for (name, _) in &cpu {
+        record(name);
+    }
+    cpu
+}
+
 /// Every enabled device after the `EMBER_TEST_DEVICES` filter (never empty).
 fn enabled() -> Vec<(&'static str, Device)> {
     let keep: Option<Vec<String>> = std::env::var("EMBER_TEST_DEVICES")

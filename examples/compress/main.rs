@@ -35,405 +35,18 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ember_slm::distill::{
-    DistillConfig, Distiller, IntermediateMatch, LayerMap, MatchLoss, ModelOutputs, ModelShape, OutputRequest, Schedule,
-};
+use ember_slm::distill::{Distiller, ModelOutputs, OutputRequest};
 use ember_slm::eval::{CompressionReport, EnergyModel, LatencyConfig, ModelSize, StageRow, measure};
-use ember_slm::layers::SharingMode;
-use ember_slm::models::{ByteTokenizer, CausalLm, CausalLmConfig, MarkovCorpus, lm_loss, perplexity};
-use ember_slm::prune::{
-    Criterion, CubicSchedule, Granularity, MovementScores, PruneConfig, Pruner, Scope, SparsityReport, fold_masks,
-};
+use ember_slm::models::{CausalLm, CausalLmConfig, MarkovCorpus, lm_loss, perplexity};
+use ember_slm::prune::{Criterion, CubicSchedule, MovementScores, Pruner, SparsityReport, fold_masks};
 use ember_slm::quant::{
-    ActivationMode, CalibrationConfig, Calibrator, ObserverConfig, QuantizeConfig, Quantizer, WeightGranularity,
-    load_quantized, save_quantized, set_int8_threads,
+    ActivationMode, CalibrationConfig, Calibrator, ObserverConfig, QuantizeConfig, Quantizer, load_quantized,
+    save_quantized, set_int8_threads,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
-// ---------------------------------------------------------------------------------------------
-// The recipe
-// ---------------------------------------------------------------------------------------------
-
-/// Every setting of a run. `--print-recipe` writes it as JSON, `--recipe FILE` reads it back
-/// (unknown keys are errors); it is validated before any work starts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Recipe {
-    /// Seed of initialization and batch sampling (`--seed` overrides it).
-    seed: u64,
-    data: DataRecipe,
-    teacher: ModelRecipe,
-    student: ModelRecipe,
-    distill: DistillRecipe,
-    prune: PruneRecipe,
-    quant: QuantRecipe,
-    eval: EvalRecipe,
-}
-
-/// The corpus and its split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DataRecipe {
-    /// Seed of the built-in Markov grammar and its text (ignored with `--corpus`).
-    markov_seed: u64,
-    /// Bytes of built-in text to generate (ignored with `--corpus`).
-    corpus_bytes: usize,
-    /// Fraction of the corpus, taken from its end, held out for evaluation.
-    held_out: f64,
-    /// Context length of training windows, evaluation windows and latency inputs.
-    seq_len: usize,
-}
-
-/// A model and how it is trained.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelRecipe {
-    model: CausalLmConfig,
-    train: TrainRecipe,
-}
-
-/// An Adam run with linear warm-up and cosine decay.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrainRecipe {
-    steps: usize,
-    batch: usize,
-    /// Peak learning rate.
-    lr: f64,
-    /// Linear warm-up steps.
-    warmup: usize,
-    /// Final learning rate as a fraction of the peak.
-    min_lr_fraction: f64,
-    /// Gradient clipping: each parameter's gradient is scaled down to at most this L2 norm
-    /// (Burn's `GradientClippingConfig::Norm`).
-    clip_norm: f32,
-}
-
-/// The distillation losses (student ← teacher).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DistillRecipe {
-    /// Soft-target temperature (the KD loss is scaled by T²).
-    temperature: f64,
-    soft_weight: f64,
-    /// Cross-entropy on the next byte.
-    hard_weight: f64,
-    /// Hidden-state MSE through learned projections (0: off).
-    hidden_mse_weight: f64,
-    /// Which student layer matches which teacher layer.
-    layers: LayerMap,
-}
-
-/// Gradual pruning while fine-tuning under distillation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PruneRecipe {
-    /// Final sparsity of the selected weights, in `[0, 1)`.
-    sparsity: f64,
-    criterion: Criterion,
-    granularity: Granularity,
-    scope: Scope,
-    /// Weight paths left dense (`*` globs, see `ember_prune::PruneConfig`).
-    exclude: Vec<String>,
-    /// Fraction of the fine-tuning steps over which sparsity ramps up (the rest recovers).
-    ramp: f64,
-    /// Steps between mask updates.
-    frequency: usize,
-    train: TrainRecipe,
-}
-
-/// The int8 conversion.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuantRecipe {
-    /// `Static` (calibrated) or `Dynamic` activation parameters.
-    activations: ActivationMode,
-    /// Calibration observer (static mode).
-    observer: ObserverConfig,
-    /// Training batches run through the model for calibration (static mode).
-    calibration_batches: usize,
-    weight: WeightGranularity,
-}
-
-/// Evaluation settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EvalRecipe {
-    /// Windows per forward pass when computing held-out perplexity.
-    batch: usize,
-    /// Keep timing each latency case at least this long.
-    latency_min_ms: u64,
-    /// Untimed calls before each latency case.
-    latency_warmup: usize,
-    /// Round-robin rounds over the stages (each gets `latency_min_ms / rounds` per round).
-    latency_rounds: usize,
-}
-
-impl Default for Recipe {
-    fn default() -> Self {
-        let seq = 64;
-        Recipe {
-            seed: 42,
-            data: DataRecipe { markov_seed: 7, corpus_bytes: 600_000, held_out: 0.1, seq_len: seq },
-            teacher: ModelRecipe {
-                model: CausalLmConfig::new(ByteTokenizer::VOCAB, 192, 4, 4, 768, seq),
-                train: TrainRecipe {
-                    steps: 400,
-                    batch: 16,
-                    lr: 2e-3,
-                    warmup: 30,
-                    min_lr_fraction: 0.1,
-                    clip_norm: 1.0,
-                },
-            },
-            student: ModelRecipe {
-                model: CausalLmConfig::new(ByteTokenizer::VOCAB, 128, 4, 4, 512, seq)
-                    .with_embedding_size(64)
-                    .with_sharing(SharingMode::All, 4),
-                train: TrainRecipe {
-                    steps: 400,
-                    batch: 16,
-                    lr: 3e-3,
-                    warmup: 30,
-                    min_lr_fraction: 0.1,
-                    clip_norm: 1.0,
-                },
-            },
-            distill: DistillRecipe {
-                temperature: 2.0,
-                soft_weight: 1.0,
-                hard_weight: 0.5,
-                hidden_mse_weight: 0.5,
-                layers: LayerMap::Uniform { include_embeddings: false },
-            },
-            prune: PruneRecipe {
-                sparsity: 0.5,
-                criterion: Criterion::Magnitude,
-                granularity: Granularity::Unstructured,
-                scope: Scope::Global,
-                exclude: Vec::new(),
-                ramp: 0.6,
-                frequency: 10,
-                train: TrainRecipe {
-                    steps: 150,
-                    batch: 16,
-                    lr: 1e-3,
-                    warmup: 10,
-                    min_lr_fraction: 0.1,
-                    clip_norm: 1.0,
-                },
-            },
-            quant: QuantRecipe {
-                activations: ActivationMode::Static,
-                observer: ObserverConfig::mse(),
-                calibration_batches: 8,
-                weight: WeightGranularity::PerChannel,
-            },
-            eval: EvalRecipe { batch: 32, latency_min_ms: 1500, latency_warmup: 3, latency_rounds: 5 },
-        }
-    }
-}
-
-impl Recipe {
-    /// The CI smoke recipe: the same stages on tiny models, in seconds.
-    fn quick() -> Self {
-        let seq = 32;
-        let mut r = Recipe::default();
-        r.data = DataRecipe { corpus_bytes: 40_000, seq_len: seq, ..r.data };
-        let train = TrainRecipe { steps: 150, batch: 8, lr: 3e-3, warmup: 10, min_lr_fraction: 0.1, clip_norm: 1.0 };
-        r.teacher = ModelRecipe { model: CausalLmConfig::new(256, 64, 2, 2, 128, seq), train: train.clone() };
-        r.student = ModelRecipe {
-            model: CausalLmConfig::new(256, 32, 2, 2, 64, seq)
-                .with_embedding_size(16)
-                .with_sharing(SharingMode::All, 2),
-            train: train.clone(),
-        };
-        r.prune.train = TrainRecipe { steps: 60, lr: 1e-3, ..train };
-        r.prune.frequency = 4;
-        r.quant.calibration_batches = 2;
-        r.eval = EvalRecipe { batch: 16, latency_min_ms: 100, latency_warmup: 1, latency_rounds: 2 };
-        r
-    }
-
-    /// Checks every setting, naming the first that is wrong and what was expected.
-    fn validate(&self) -> Result<(), RecipeError> {
-        let d = &self.data;
-        check(d.held_out > 0.0 && d.held_out <= 0.5, "data.held_out", d.held_out, "a fraction in (0, 0.5]")?;
-        check(d.seq_len >= 2, "data.seq_len", d.seq_len, "at least 2 bytes")?;
-        check(d.seq_len <= 1 << 16, "data.seq_len", d.seq_len, "at most 65536 bytes")?;
-        let window = d.seq_len + 1;
-        check(
-            d.corpus_bytes >= 20 * window && (d.corpus_bytes as f64 * d.held_out).round() as usize >= 4 * window,
-            "data.corpus_bytes",
-            d.corpus_bytes,
-            &format!(
-                "at least 20 windows of seq_len + 1 = {window} bytes, 4 of them in the held-out part \
-                 (held_out = {})",
-                d.held_out
-            ),
-        )?;
-        for (name, m) in [("teacher", &self.teacher), ("student", &self.student)] {
-            m.model.validate().map_err(|e| RecipeError::invalid(&format!("{name}.model"), e))?;
-            check(
-                m.model.vocab_size == ByteTokenizer::VOCAB,
-                &format!("{name}.model.vocab_size"),
-                m.model.vocab_size,
-                "256 (the models read bytes)",
-            )?;
-            check(
-                m.model.max_seq_len >= d.seq_len,
-                &format!("{name}.model.max_seq_len"),
-                m.model.max_seq_len,
-                &format!("at least data.seq_len = {}", d.seq_len),
-            )?;
-            m.train.validate(&format!("{name}.train"))?;
-        }
-        let q = &self.distill;
-        check(
-            q.hidden_mse_weight.is_finite() && q.hidden_mse_weight >= 0.0,
-            "distill.hidden_mse_weight",
-            q.hidden_mse_weight,
-            "a finite weight ≥ 0",
-        )?;
-        // The Distiller checks temperature, weights (finite, ≥ 0) and the layer map against both
-        // models.
-        Distiller::new(self.distill_config(), self.teacher.shape(), self.student.shape(), &Device::flex())
-            .map_err(|e| RecipeError::invalid("distill", e))?;
-        check(
-            q.soft_weight + q.hard_weight + q.hidden_mse_weight > 0.0,
-            "distill",
-            "all weights 0",
-            "at least one loss with a weight > 0",
-        )?;
-        let p = &self.prune;
-        Pruner::new(self.prune_config(p.sparsity)).map_err(|e| RecipeError::invalid("prune", e))?;
-        check(p.ramp > 0.0 && p.ramp <= 1.0, "prune.ramp", p.ramp, "a fraction in (0, 1]")?;
-        p.train.validate("prune.train")?;
-        let schedule = self.prune_schedule().map_err(|e| RecipeError::invalid("prune", e))?;
-        if p.criterion == Criterion::Movement {
-            // Movement scores accumulate over training steps: the first pruning pass needs some.
-            check(
-                schedule.end_step >= 1,
-                "prune.ramp",
-                p.ramp,
-                "a ramp of at least 2 steps with the Movement criterion (scores accumulate while training)",
-            )?;
-        }
-        // A dry run on a freshly built student catches N:M groups that do not divide a layer and
-        // patterns that exclude every weight, before any training.
-        let student = self.student.model.init(&Device::flex()).map_err(|e| RecipeError::invalid("student.model", e))?;
-        let dry = self.prune_config(p.sparsity).with_criterion(Criterion::Magnitude);
-        Pruner::new(dry)
-            .and_then(|pruner| pruner.compute_masks(&student))
-            .map_err(|e| RecipeError::invalid("prune (on the student)", e))?;
-        let q = &self.quant;
-        q.observer.validate().map_err(|e| RecipeError::invalid("quant.observer", e))?;
-        q.weight.validate().map_err(|e| RecipeError::invalid("quant.weight", e))?;
-        if q.activations == ActivationMode::Static {
-            check(q.calibration_batches >= 1, "quant.calibration_batches", 0, "at least 1 in static mode")?;
-        }
-        let e = &self.eval;
-        check((1..=4096).contains(&e.batch), "eval.batch", e.batch, "1..=4096 windows")?;
-        check(e.latency_min_ms >= 1, "eval.latency_min_ms", e.latency_min_ms, "at least 1")?;
-        check(e.latency_rounds >= 1, "eval.latency_rounds", e.latency_rounds, "at least 1")?;
-        Ok(())
-    }
-
-    fn distill_config(&self) -> DistillConfig {
-        let d = &self.distill;
-        let mut matches = Vec::new();
-        if d.hidden_mse_weight > 0.0 {
-            matches.push(IntermediateMatch::new(MatchLoss::HiddenMse, d.layers.clone(), d.hidden_mse_weight));
-        }
-        DistillConfig::new()
-            .with_temperature(Schedule::Constant(d.temperature))
-            .with_soft_weight(Schedule::Constant(d.soft_weight))
-            .with_hard_weight(Schedule::Constant(d.hard_weight))
-            .with_matches(matches)
-    }
-
-    fn prune_config(&self, sparsity: f64) -> PruneConfig {
-        let p = &self.prune;
-        PruneConfig::new(sparsity)
-            .with_criterion(p.criterion.clone())
-            .with_granularity(p.granularity)
-            .with_scope(p.scope)
-            .with_exclude(p.exclude.clone())
-    }
-
-    /// Sparsity ramps from 0 at step 0 to `sparsity` at step `round(ramp · steps) − 1`, then
-    /// holds.
-    fn prune_schedule(&self) -> Result<CubicSchedule, ember_slm::prune::PruneError> {
-        let p = &self.prune;
-        let end = ((p.train.steps as f64 * p.ramp).round() as usize).clamp(1, p.train.steps.max(1)) - 1;
-        CubicSchedule::new(0.0, p.sparsity, 0, end, p.frequency)
-    }
-}
-
-impl ModelRecipe {
-    fn shape(&self) -> ModelShape {
-        ModelShape::new(self.model.n_layers, self.model.d_model, self.model.n_heads)
-    }
-}
-
-impl TrainRecipe {
-    fn validate(&self, name: &str) -> Result<(), RecipeError> {
-        check(self.steps >= 1, &format!("{name}.steps"), self.steps, "at least 1")?;
-        check((1..=4096).contains(&self.batch), &format!("{name}.batch"), self.batch, "1..=4096 windows")?;
-        check(self.lr.is_finite() && self.lr > 0.0, &format!("{name}.lr"), self.lr, "a finite rate > 0")?;
-        check(self.warmup <= self.steps, &format!("{name}.warmup"), self.warmup, "at most steps")?;
-        let f = self.min_lr_fraction;
-        check((0.0..=1.0).contains(&f), &format!("{name}.min_lr_fraction"), f, "a fraction in [0, 1]")?;
-        let c = self.clip_norm;
-        check(c.is_finite() && c > 0.0, &format!("{name}.clip_norm"), c, "a finite norm > 0")
-    }
-
-    /// Linear warm-up to `lr`, then cosine decay to `lr · min_lr_fraction`.
-    fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup {
-            return self.lr * (step + 1) as f64 / self.warmup as f64;
-        }
-        let span = (self.steps - self.warmup).max(1) as f64;
-        let t = ((step - self.warmup) as f64 / span).min(1.0);
-        let floor = self.lr * self.min_lr_fraction;
-        floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-    }
-}
-
-/// What is wrong with a recipe or the run's inputs.
-#[derive(Debug, thiserror::Error)]
-enum RecipeError {
-    /// A setting outside its range.
-    #[error("recipe: {field} = {value}: expected {expected}")]
-    Invalid { field: String, value: String, expected: String },
-    /// A group of settings that a crate's own validation rejected.
-    #[error("recipe: {field}: {message}")]
-    Rejected { field: String, message: String },
-    /// A recipe file that is not valid JSON for a recipe.
-    #[error("recipe file {path}: {message}")]
-    Parse { path: String, message: String },
-    /// A corpus that cannot be used.
-    #[error("corpus {path}: {message}")]
-    Corpus { path: String, message: String },
-    /// A command-line argument.
-    #[error("{0} (see --help)")]
-    Usage(String),
-}
-
-impl RecipeError {
-    fn invalid(field: &str, e: impl std::fmt::Display) -> Self {
-        RecipeError::Rejected { field: field.into(), message: e.to_string() }
-    }
-}
-
-fn check(ok: bool, field: &str, value: impl std::fmt::Display, expected: &str) -> Result<(), RecipeError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(RecipeError::Invalid { field: field.into(), value: value.to_string(), expected: expected.into() })
-    }
-}
+mod recipe;
+use recipe::{EvalRecipe, Recipe, RecipeError, TrainRecipe};
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -521,15 +134,7 @@ fn load_recipe(args: &Args) -> Result<Recipe, RecipeError> {
             let shown = path.display().to_string();
             let text = std::fs::read_to_string(path)
                 .map_err(|e| RecipeError::Parse { path: shown.clone(), message: e.to_string() })?;
-            let parse = |message: String| RecipeError::Parse { path: shown.clone(), message };
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
-            let recipe: Recipe = serde_json::from_value(value.clone()).map_err(|e| parse(e.to_string()))?;
-            // Types from the crates accept unknown keys; a typo there must not pass silently.
-            let known = serde_json::to_value(&recipe).map_err(|e| parse(e.to_string()))?;
-            if let Some(key) = unknown_key(&value, &known, "") {
-                return Err(parse(format!("unknown key {key}")));
-            }
-            recipe
+            Recipe::parse(&text, &shown)?
         }
         None if args.quick => Recipe::quick(),
         None => Recipe::default(),
@@ -539,25 +144,6 @@ fn load_recipe(args: &Args) -> Result<Recipe, RecipeError> {
     }
     recipe.validate()?;
     Ok(recipe)
-}
-
-/// The first key of `input` (a path like `student.model.embeding_size`) that the parsed recipe
-/// does not have.
-fn unknown_key(input: &serde_json::Value, known: &serde_json::Value, path: &str) -> Option<String> {
-    use serde_json::Value;
-    match (input, known) {
-        (Value::Object(a), Value::Object(b)) => a.iter().find_map(|(k, v)| {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-            match b.get(k) {
-                Some(w) => unknown_key(v, w, &p),
-                None => Some(p),
-            }
-        }),
-        (Value::Array(a), Value::Array(b)) => {
-            a.iter().zip(b).enumerate().find_map(|(i, (v, w))| unknown_key(v, w, &format!("{path}[{i}]")))
-        }
-        _ => None,
-    }
 }
 
 #[allow(deprecated)] // NdArray is deprecated upstream; Ember still supports it.
@@ -1254,6 +840,9 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ember_slm::distill::LayerMap;
+    use ember_slm::layers::SharingMode;
+    use ember_slm::prune::Granularity;
     use std::sync::{Mutex, MutexGuard};
 
     /// The Flex device's random state is process-wide: tests that build models (validation
@@ -1319,6 +908,57 @@ mod tests {
             let e = r.validate().unwrap_err().to_string();
             assert!(e.contains(needle), "{e} should mention {needle}");
         }
+    }
+
+    #[test]
+    fn bad_input_recipe_not_json() {
+        let e = Recipe::parse("{\"seed\": 1,", "r.json").unwrap_err();
+        assert!(matches!(&e, RecipeError::Parse { path, .. } if path == "r.json"), "{e}");
+        assert!(e.to_string().starts_with("recipe file r.json: EOF while parsing"), "{e}");
+    }
+
+    #[test]
+    fn bad_input_recipe_unknown_key_is_named() {
+        let mut v = serde_json::to_value(Recipe::quick()).unwrap();
+        v["prune"]["criterion_typo"] = serde_json::json!(1);
+        let e = Recipe::parse(&v.to_string(), "r.json").unwrap_err();
+        assert!(matches!(e, RecipeError::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("unknown field `criterion_typo`"), "{e}");
+    }
+
+    #[test]
+    fn bad_input_recipe_wrong_type() {
+        let mut v = serde_json::to_value(Recipe::quick()).unwrap();
+        v["data"]["seq_len"] = serde_json::json!(-4);
+        let e = Recipe::parse(&v.to_string(), "r.json").unwrap_err();
+        assert!(matches!(e, RecipeError::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("invalid value: integer `-4`, expected usize"), "{e}");
+    }
+
+    #[test]
+    fn bad_input_recipe_value_out_of_range() {
+        let _serial = serial();
+        let mut r = Recipe::quick();
+        r.prune.ramp = 0.0;
+        let e = r.validate().unwrap_err();
+        assert!(matches!(&e, RecipeError::Invalid { field, .. } if field == "prune.ramp"), "{e}");
+        assert_eq!(e.to_string(), "recipe: prune.ramp = 0: expected a fraction in (0, 1]");
+    }
+
+    #[test]
+    fn bad_input_recipe_model_too_large_is_refused_before_allocating() {
+        let _serial = serial();
+        let mut r = Recipe::quick();
+        r.student.model.d_model = 1 << 20;
+        r.student.model.n_heads = 1;
+        let e = r.validate().unwrap_err();
+        assert!(matches!(&e, RecipeError::Invalid { field, .. } if field == "student.model"), "{e}");
+        assert!(e.to_string().contains("at most 100000000 parameters"), "{e}");
+        // Sizes whose parameter count overflows are the model crate's typed error, not a panic.
+        r.student.model.d_model = usize::MAX / 2;
+        let e = r.validate().unwrap_err();
+        assert!(matches!(&e, RecipeError::Rejected { field, .. } if field == "student.model"), "{e}");
+        assert!(e.to_string().contains("a model this process can allocate"), "{e}");
     }
 
     #[test]
@@ -1467,6 +1107,33 @@ mod tests {
             assert!((x.metric_value / y.metric_value - 1.0).abs() < 1e-4, "{}: {x:?} {y:?}", x.stage);
         }
         let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// Determinism of the whole pipeline: two runs from scratch (the teacher retrained, in fresh
+    /// output folders) with the same seed give the same report, bit for bit, except the timing
+    /// columns (latencies, speed-ups and the energy estimate derived from them).
+    #[test]
+    fn seeded_pipeline_reproduces_its_report() {
+        let _serial = serial();
+        let r = micro_recipe();
+        let runs: Vec<CompressionReport> = (0..2)
+            .map(|i| {
+                let out = std::env::temp_dir().join(format!("ember-compress-repro-{}-{i}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&out);
+                let report = run(&r, &micro_args(&out), &Device::flex()).unwrap();
+                let _ = std::fs::remove_dir_all(&out);
+                report
+            })
+            .collect();
+        let numbers = |rep: &CompressionReport| -> Vec<(String, u64, u64, String, u64)> {
+            rep.rows
+                .iter()
+                .map(|row| (row.stage.clone(), row.params, row.bytes, row.metric.clone(), row.metric_value.to_bits()))
+                .collect()
+        };
+        assert_eq!(numbers(&runs[0]), numbers(&runs[1]));
+        let floor = |rep: &CompressionReport| rep.floor.as_ref().map(|f| f.value.to_bits());
+        assert_eq!(floor(&runs[0]), floor(&runs[1]));
     }
 
     /// The same micro pipeline on Burn's wgpu device (CI: Mesa's lavapipe): teacher training,
