@@ -42,17 +42,26 @@ for t in "${targets[@]}"; do
     rm -rf "$seeds"
     mkdir -p "$work" "$artifacts"
     # The seeds as the current harness builds them, beside the committed corpus.
-    EMBER_FUZZ_WRITE_SEEDS="$seeds" "$bin"
+    if ! EMBER_FUZZ_WRITE_SEEDS="$seeds" "$bin" 2>"$seeds.err"; then
+        echo "FAILED: $t could not write its seeds"
+        cat "$seeds.err"
+        exit 1
+    fi
+    grep -v "^WARNING: Failed to find function" "$seeds.err" || true
     echo "== $t: ${seconds} s"
+    # One log per run (two runs of a target may overlap, for example CI and a long campaign).
+    log="$root/logs/$t.$(date +%Y%m%dT%H%M%S).$$.log"
+    mkdir -p "$root/logs"
     corpora=("$work" "$seeds")
     if [ -d "fuzz/corpus/$t" ]; then corpora+=("fuzz/corpus/$t"); fi
     if "$bin" "${corpora[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$root/$t.log" 2>&1; then
-        grep -E "^stat::number_of_executed_units|^stat::new_units_added|^stat::peak_rss_mb" "$root/$t.log" | tr '\n' ' '
-        echo
+        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1; then
+        grep -E "^stat::number_of_executed_units|^stat::new_units_added|^stat::peak_rss_mb" "$log" | tr -s ' \n' ' '
+        grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+" "$log" | tail -1
+        echo "   log: $log"
     else
-        echo "FAILED: $t (log: $root/$t.log, artifacts: $artifacts)"
-        tail -40 "$root/$t.log"
+        echo "FAILED: $t (log: $log, artifacts: $artifacts)"
+        grep -v "^WARNING: Failed to find function" "$log" | tail -40
         failed+=("$t")
     fi
 done
