@@ -429,7 +429,34 @@ impl Bert {
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<(Bert, BertConfig)> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir.join("config.json"))?;
-        let (model, _) = load_bert_safetensors(config.init(device)?, dir.join("model.safetensors"))?;
+        let path = dir.join("model.safetensors");
+        let name = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|e| ModelError::Io { path: name.clone(), message: e.to_string() })?;
+        check_config_fits_checkpoint(&config, &bytes, &name)?;
+        let (model, _) = load_bert_bytes(config.init(device)?, bytes, &name)?;
         Ok((model, config))
     }
+}
+
+/// Refuses a config whose model is more than twice as large as everything the checkpoint holds
+/// for it, before `init` allocates that model (a lying or mismatched `config.json` must not cost
+/// gigabytes). Smaller disagreements are left to the loader, which names the tensor.
+fn check_config_fits_checkpoint(config: &BertConfig, bytes: &[u8], name: &str) -> Result<()> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| ModelError::Checkpoint { file: name.into(), message: describe_safetensors_error(&e, bytes) })?;
+    let held: u128 = meta
+        .tensors()
+        .iter()
+        .filter(|(key, _)| matches!(bert_param_path(key), KeyMapping::Param(_)))
+        .map(|(_, info)| info.shape.iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    let wanted = config.num_params() as u128;
+    if wanted > 2 * held {
+        return Err(crate::error::config_err(
+            "sizes",
+            format!("{wanted} parameters"),
+            &format!("a model the checkpoint {name} can fill (it holds {held} values for BERT parameters)"),
+        ));
+    }
+    Ok(())
 }

@@ -296,3 +296,20 @@ fn bad_input_config_sizes_beyond_memory() {
     assert!(matches!(err, ModelError::Config { .. }), "{err}");
     assert!(err.to_string().contains("a model this process can allocate"), "{err}");
 }
+
+#[test]
+fn bad_input_pretrained_config_far_larger_than_the_checkpoint() {
+    // A config.json describing a model many times the checkpoint's size is refused before the
+    // model is allocated.
+    let dir = std::env::temp_dir().join(format!("ember-bert-lying-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = CONFIG.replace("\"hidden_size\": 8", "\"hidden_size\": 4096");
+    let big = big.replace("\"intermediate_size\": 16", "\"intermediate_size\": 16384");
+    std::fs::write(dir.join("config.json"), big).unwrap();
+    std::fs::write(dir.join("model.safetensors"), serialize(&hf_tensors(), Dtype::F32)).unwrap();
+    let err = Bert::from_pretrained(&dir, &Device::flex()).unwrap_err();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(matches!(err, ModelError::Config { .. }), "{err}");
+    let m = err.to_string();
+    assert!(m.contains("a model the checkpoint") && m.contains("can fill (it holds 1472 values"), "{m}");
+}

@@ -6,7 +6,10 @@
 //! every parameter of the module by its path, in its own dtype (f32, i8, i32, bool as u8), plus
 //! metadata naming the format and version. [`load_quantized`] takes a model built from its
 //! config (random float weights, which are discarded) and replaces every parameter by the
-//! file's tensor, whatever its shape, so int8 layers come back int8:
+//! file's tensor; an Ember int8 layer takes the file's int8 state (or float state) whatever the
+//! skeleton's, so int8 layers come back int8, and every other tensor must have the skeleton's
+//! shape (build the skeleton from the config the saved model had: after structured pruning, the
+//! shrunk config):
 //!
 //! ```no_run
 //! # use burn::tensor::Device;
@@ -21,10 +24,14 @@
 //! assert!(loaded.is_quantized());
 //! ```
 //!
-//! The file is any safetensors reader's to open (`tensor names = parameter paths`). Loading
-//! validates everything: a truncated or corrupt file, a file from another format or version,
-//! missing, extra, wrong-rank or wrong-kind tensors, and malformed int8 layer state are typed
-//! [`QuantError::File`] errors naming the tensor.
+//! The file is any safetensors reader's to open (`tensor names = parameter paths`), and saving
+//! the same model twice gives the same bytes (the header's keys are sorted). Loading validates
+//! everything before it replaces anything, so a loaded model cannot fail later inside Burn: a
+//! truncated or corrupt file, a file from another format or version, missing, extra, misshaped
+//! or wrong-kind tensors, NaN or infinity in any f32 tensor, and a malformed int8 layer state
+//! (an unknown scheme code, a spec of another shape, too few or non-positive scales, invalid
+//! static activation parameters or smoothing factors) are typed [`QuantError::File`] errors
+//! naming the tensor.
 
 use crate::error::{QuantError, Result};
 use crate::spec::LinearQuantSpec;
