@@ -230,7 +230,8 @@ impl GlueTask {
     fn parse_label(&self, raw: &str) -> std::result::Result<GlueLabel, String> {
         if *self == GlueTask::StsB {
             return match raw.parse::<f64>() {
-                Ok(v) if v.is_finite() => Ok(GlueLabel::Score(v)),
+                Ok(v) if (0.0..=5.0).contains(&v) => Ok(GlueLabel::Score(v)),
+                Ok(v) if v.is_finite() => Err(format!("score {raw:?} is outside STS-B's similarity range [0, 5]")),
                 _ => Err(format!("score {raw:?} is not a number")),
             };
         }

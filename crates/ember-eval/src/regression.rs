@@ -33,6 +33,13 @@ pub fn average_ranks(v: &[f64]) -> Vec<f64> {
 }
 
 fn pearson_of(x: &[f64], y: &[f64], what: &str) -> Result<f64> {
+    // Pearson's r is scale-invariant: dividing each series by its largest magnitude keeps every
+    // sum of squares finite for any finite input (1e300 would otherwise overflow to inf/inf).
+    let unit = |v: &[f64]| -> Vec<f64> {
+        let m = v.iter().fold(0f64, |m, a| m.max(a.abs()));
+        if m > 0.0 { v.iter().map(|a| a / m).collect() } else { v.to_vec() }
+    };
+    let (x, y) = (&unit(x)[..], &unit(y)[..]);
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
@@ -48,7 +55,11 @@ fn pearson_of(x: &[f64], y: &[f64], what: &str) -> Result<f64> {
     if syy == 0.0 {
         return Err(EvalError::Constant(format!("the labels of {what}")));
     }
-    Ok((sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0))
+    let r = sxy / (sxx.sqrt() * syy.sqrt());
+    if !r.is_finite() {
+        return Err(EvalError::NonFinite(format!("the correlation of {what}")));
+    }
+    Ok(r.clamp(-1.0, 1.0))
 }
 
 impl Correlation {

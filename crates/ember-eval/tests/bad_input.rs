@@ -171,3 +171,20 @@ fn bad_input_glue_evaluation_with_too_few_predictions() {
     assert!(matches!(e, EvalError::LengthMismatch { left: 0, right: 1, .. }), "{e}");
     assert!(e.to_string().contains("predictions vs examples: 0 vs 1"), "{e}");
 }
+
+#[test]
+fn bad_input_glue_similarity_outside_its_range() {
+    let e = glue_error(GlueTask::StsB, "index\tsentence1\tsentence2\tscore\n0\tA.\tB.\t1e300\n");
+    assert!(matches!(e, EvalError::Parse { line: 2, .. }), "{e}");
+    assert!(e.to_string().contains(r#"score "1e300" is outside STS-B's similarity range [0, 5]"#), "{e}");
+}
+
+#[test]
+fn bad_input_correlation_of_huge_values_stays_finite() {
+    // Not an error: Pearson's r is scale-invariant, so magnitudes near f64's limit (whose sums
+    // of squares overflow) still give the exact answer instead of NaN.
+    let mut c = Correlation::new();
+    c.update(&[1e300, 0.0, -1e300], &[2.0, 1.0, 0.0]).unwrap();
+    let r = c.pearson().unwrap();
+    assert!((r - 1.0).abs() < 1e-12, "{r}");
+}

@@ -255,7 +255,7 @@ pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(B
                         file,
                         tensor: key.clone(),
                         message: format!(
-                            "holds NaN or infinity at flat index {i}: the checkpoint is corrupt (trained weights are finite)"
+                            "holds NaN or infinity at flat index {i} (as f32): the checkpoint is corrupt (trained weights are finite)"
                         ),
                     });
                 }
@@ -304,7 +304,7 @@ pub fn load_bert_bytes(mut model: Bert, bytes: Vec<u8>, name: &str) -> Result<(B
 }
 
 /// The flat index of the first NaN or infinity in a float tensor (by its bit pattern: all
-/// exponent bits set), if any.
+/// exponent bits set), or of an f64 too large for the f32 it is loaded as, if any.
 fn first_non_finite(view: &safetensors::tensor::TensorView<'_>) -> Option<usize> {
     use safetensors::Dtype as S;
     let data = view.data();
@@ -314,8 +314,10 @@ fn first_non_finite(view: &safetensors::tensor::TensorView<'_>) -> Option<usize>
         }
         S::F16 => data.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
         S::BF16 => data.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
+        // Loaded as f32: a finite f64 beyond f32's range would become infinite.
         S::F64 => data.chunks_exact(8).position(|c| {
-            u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
+            let v = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+            !(v.is_finite() && v.abs() <= f32::MAX as f64)
         }),
         _ => None,
     }

@@ -278,7 +278,7 @@ fn bad_input_checkpoint_nan_weight_is_named() {
         matches!(&err, ModelError::TensorMismatch { tensor, .. } if tensor == "encoder.layer.1.output.dense.weight"),
         "{err}"
     );
-    assert!(err.to_string().contains("holds NaN or infinity at flat index 5"), "{err}");
+    assert!(err.to_string().contains("holds NaN or infinity at flat index 5 (as f32)"), "{err}");
     // Half precision too (by the bit pattern): infinity in f16.
     let mut t = hf_tensors();
     t.get_mut("embeddings.LayerNorm.bias").unwrap().1[0] = f32::INFINITY;

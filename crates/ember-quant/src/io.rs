@@ -397,11 +397,16 @@ fn check_layout(
                     crate::QuantDtype::U8Affine => (0.0, 255.0),
                     crate::QuantDtype::I8Symmetric => (0.0, 0.0),
                 };
-                let valid = scale.is_finite() && *scale > 0.0 && (lo..=hi).contains(zp) && zp.fract() == 0.0;
+                // As the kernels require (`QuantParams::validate`): the reciprocal must be finite too.
+                let valid = scale.is_finite()
+                    && *scale > 0.0
+                    && (1.0 / scale).is_finite()
+                    && (lo..=hi).contains(zp)
+                    && zp.fract() == 0.0;
                 if !valid {
                     return Err(format!(
-                        "`{act_path}`: static activation parameters [{scale}, {zp}] need a finite scale > 0 and an \
-                         integer zero point in [{lo}, {hi}]"
+                        "`{act_path}`: static activation parameters [{scale}, {zp}] need a finite scale > 0 with a finite \
+                         reciprocal and an integer zero point in [{lo}, {hi}]"
                     ));
                 }
             }

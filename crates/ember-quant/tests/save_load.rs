@@ -201,3 +201,42 @@ fn bad_input_quantized_file_with_an_unknown_scheme() {
     assert!(matches!(e, QuantError::File { .. }), "{e}");
     assert!(e.to_string().contains("fc2.quant.spec") && e.to_string().contains("weight granularity code 7"), "{e}");
 }
+
+#[test]
+fn bad_input_quantized_file_static_scale_without_a_finite_reciprocal() {
+    // A subnormal activation scale passes "finite and > 0" but its reciprocal overflows: the
+    // kernels would refuse it at the first forward (and `forward` would panic), so loading does.
+    use ember_quant::{ActivationMode, LayerQuantization, LinearConfig, QuantParams};
+    let device = burn::tensor::Device::flex();
+    let layer = LinearConfig::new(8, 4).init(&device);
+    let q = LayerQuantization {
+        mode: ActivationMode::Static,
+        activation_params: Some(QuantParams { scale: 0.05, zero_point: 128 }),
+        ..Default::default()
+    };
+    let int8 = layer.quantize(&q).unwrap();
+    let path = tmp("static-subnormal.safetensors");
+    save_quantized(&int8, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    for t in &mut tensors {
+        if t.0 == "quant.activation" {
+            t.3[0..4].copy_from_slice(&1e-39f32.to_le_bytes());
+        }
+    }
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "ember-quant".to_string()),
+        ("version".to_string(), "1".to_string()),
+    ]);
+    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    let e = ember_quant::io::load_quantized_bytes(LinearConfig::new(8, 4).init(&device), &out).unwrap_err();
+    assert!(matches!(e, QuantError::File { .. }), "{e}");
+    assert!(e.to_string().contains("`quant.activation`: static activation parameters"), "{e}");
+    assert!(e.to_string().contains("finite reciprocal"), "{e}");
+}
