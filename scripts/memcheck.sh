@@ -26,7 +26,9 @@ fi
 valgrind --version
 
 # The test executables (unit tests and every integration test of the kernel crate).
-mapfile -t bins < <(cargo test -p ember-kernels --lib --tests --no-run --message-format=json 2>/dev/null |
+build_log="${CARGO_TARGET_DIR:-$PWD/target}/memcheck-build.log"
+mkdir -p "$(dirname "$build_log")"
+mapfile -t bins < <(cargo test -p ember-kernels --lib --tests --no-run --message-format=json 2>"$build_log" |
     python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -34,7 +36,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])
 ')
-[ ${#bins[@]} -gt 0 ] || { echo "memcheck: no test executables built"; exit 1; }
+[ ${#bins[@]} -gt 0 ] || { echo "memcheck: no test executables built"; tail -40 "$build_log"; exit 1; }
 
 log_dir="${CARGO_TARGET_DIR:-$PWD/target}/memcheck"
 mkdir -p "$log_dir"

@@ -24,15 +24,8 @@ fn hf_shapes() -> BTreeMap<String, Vec<usize>> {
 }
 
 fn serialize(shapes: &BTreeMap<String, Vec<usize>>) -> Vec<u8> {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> =
-        shapes.iter().map(|(k, s)| (k.clone(), s.clone(), 0.01f32.to_le_bytes().repeat(s.iter().product()))).collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
-        .iter()
-        .map(|(k, s, b)| {
-            (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
-        })
-        .collect();
-    safetensors::serialize(views, None).unwrap()
+    let tensors = shapes.iter().map(|(k, s)| (k.clone(), (s.clone(), vec![0.01f32; s.iter().product()]))).collect();
+    common::serialize_f32(&tensors)
 }
 
 fn load_error(bytes: Vec<u8>) -> ModelError {

@@ -72,36 +72,19 @@ fn a_spec_from_another_version_is_refused() {
     let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&Mlp::new(&device)).unwrap();
     let path = tmp("mlp-v.safetensors");
     save_quantized(&int8, &path).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
-        st.tensors().into_iter().map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
-    for t in &mut tensors {
-        if t.0 == "fc2.quant.spec" {
-            t.3[4..8].copy_from_slice(&7i32.to_le_bytes()); // version 7
+    let out = rewrite(&std::fs::read(&path).unwrap(), |k, _, _, b| {
+        if k == "fc2.quant.spec" {
+            b[4..8].copy_from_slice(&7i32.to_le_bytes()); // version 7
         }
-    }
-    let views: Vec<_> = tensors
-        .iter()
-        .map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    let meta = std::collections::HashMap::from([
-        ("format".to_string(), "ember-quant".to_string()),
-        ("version".to_string(), "1".to_string()),
-    ]);
-    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    });
     let e = ember_quant::io::load_quantized_bytes(Mlp::new(&device), &out).unwrap_err();
     assert!(e.to_string().contains("version 7"), "{e}");
 }
 
-/// The TinyLm file with one tensor rewritten by `edit(name, dtype, shape, bytes)`.
-fn edited_file(edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<usize>, &mut Vec<u8>)) -> Vec<u8> {
-    let device = burn::tensor::Device::flex();
-    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&TinyLm::new(&device)).unwrap();
-    let path = tmp(&format!("edit-{:?}.safetensors", std::thread::current().id()));
-    save_quantized(&int8, &path).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+/// An Ember file with its tensors rewritten by `edit(name, dtype, shape, bytes)` (the format
+/// metadata kept), as a corrupted or foreign file would arrive.
+fn rewrite(bytes: &[u8], edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<usize>, &mut Vec<u8>)) -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
     let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
         st.tensors().into_iter().map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
     for (k, d, s, b) in &mut tensors {
@@ -116,6 +99,15 @@ fn edited_file(edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<usize>, &mu
         ("version".to_string(), "1".to_string()),
     ]);
     safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+/// The int8 TinyLm file with its tensors rewritten by `edit`.
+fn edited_file(edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<usize>, &mut Vec<u8>)) -> Vec<u8> {
+    let device = burn::tensor::Device::flex();
+    let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&TinyLm::new(&device)).unwrap();
+    let path = tmp(&format!("edit-{:?}.safetensors", std::thread::current().id()));
+    save_quantized(&int8, &path).unwrap();
+    rewrite(&std::fs::read(&path).unwrap(), edit)
 }
 
 fn load_edited(edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<usize>, &mut Vec<u8>)) -> QuantError {
@@ -217,24 +209,11 @@ fn bad_input_quantized_file_static_scale_without_a_finite_reciprocal() {
     let int8 = layer.quantize(&q).unwrap();
     let path = tmp("static-subnormal.safetensors");
     save_quantized(&int8, &path).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
-        st.tensors().into_iter().map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
-    for t in &mut tensors {
-        if t.0 == "quant.activation" {
-            t.3[0..4].copy_from_slice(&1e-39f32.to_le_bytes());
+    let out = rewrite(&std::fs::read(&path).unwrap(), |k, _, _, b| {
+        if k == "quant.activation" {
+            b[0..4].copy_from_slice(&1e-39f32.to_le_bytes());
         }
-    }
-    let views: Vec<_> = tensors
-        .iter()
-        .map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    let meta = std::collections::HashMap::from([
-        ("format".to_string(), "ember-quant".to_string()),
-        ("version".to_string(), "1".to_string()),
-    ]);
-    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    });
     let e = ember_quant::io::load_quantized_bytes(LinearConfig::new(8, 4).init(&device), &out).unwrap_err();
     assert!(matches!(e, QuantError::File { .. }), "{e}");
     assert!(e.to_string().contains("`quant.activation`: static activation parameters"), "{e}");
