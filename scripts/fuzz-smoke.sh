@@ -40,7 +40,7 @@ for t in "${targets[@]}"; do
     work="$root/corpus/$t"
     artifacts="$root/artifacts/$t"
     rm -rf "$seeds"
-    mkdir -p "$work" "$artifacts"
+    mkdir -p "$work" "$artifacts" "$root/seeds"
     # The seeds as the current harness builds them, beside the committed corpus.
     if ! EMBER_FUZZ_WRITE_SEEDS="$seeds" "$bin" 2>"$seeds.err"; then
         echo "FAILED: $t could not write its seeds"
