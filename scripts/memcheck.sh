@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs ember-kernels' tests — packing and unpacking, every kernel against the i64 reference on
-# the shape table (degenerate, ragged, multi-panel), the epilogues, the quantize/dequantize row
-# kernels, the property tests, thread-count determinism and the crate's unit tests — under
+# Runs every test binary of ember-kernels — packing and unpacking, every kernel against the i64
+# reference on the shape table (degenerate, ragged, multi-panel), the epilogues, the
+# quantize/dequantize row kernels, the property tests and thread-count determinism — under
 # valgrind's memcheck, once with EMBER_KERNEL=avx2 and once with EMBER_KERNEL=scalar. Exits
 # non-zero on any memcheck error (invalid read/write, use of uninitialised memory, definite
 # leak) or test failure.
