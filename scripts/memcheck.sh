@@ -25,7 +25,7 @@ if ! command -v valgrind >/dev/null; then
 fi
 valgrind --version
 
-# The test executables (unit tests and every integration test of the kernel crate).
+# The test executables: the library's test binary and every integration test of the kernel crate.
 build_log="${CARGO_TARGET_DIR:-$PWD/target}/memcheck-build.log"
 mkdir -p "$(dirname "$build_log")"
 mapfile -t bins < <(cargo test -p ember-kernels --lib --tests --no-run --message-format=json 2>"$build_log" |
