@@ -308,7 +308,7 @@ fn train_lm(
     seq: usize,
     rng: &mut Rng,
 ) -> Result<(CausalLm, f64), BoxError> {
-    let ad = model.tok.weight.val().device();
+    let ad = model.device();
     let mut opt = optimizer(t);
     let pb = bar(t.steps, "teacher");
     let mut last = f64::NAN;
@@ -355,8 +355,8 @@ fn distill_loop(
     prune: Option<&CubicSchedule>,
     rng: &mut Rng,
 ) -> Result<(CausalLm, DistillSummary), BoxError> {
-    let device = teacher.tok.weight.val().device();
-    let ad = student.tok.weight.val().device();
+    let device = teacher.device();
+    let ad = student.device();
     let seq = recipe.data.seq_len;
     let mut opt = optimizer(t);
     let mut movement = MovementScores::new();
@@ -442,7 +442,7 @@ fn wanda_norms(
     rng: &mut Rng,
 ) -> Result<std::collections::HashMap<String, Vec<f32>>, BoxError> {
     let model = student.valid();
-    let device = model.tok.weight.val().device();
+    let device = model.device();
     let session = Calibrator::new(&model, &CalibrationConfig::new(ObserverConfig::MinMax))?;
     for _ in 0..4 {
         let b = sample(tokens, 8, seq, rng, &device);
@@ -471,7 +471,7 @@ struct Stage {
 /// Held-out perplexity per byte, batch by batch with a progress bar. Consecutive windows share
 /// their boundary byte (as in [`perplexity`]), so the batches' NLLs combine exactly.
 fn held_out_perplexity(model: &CausalLm, held: &[u32], seq: usize, batch: usize, stage: &str) -> Result<f64, BoxError> {
-    let device = model.tok.weight.val().device();
+    let device = model.device();
     let windows = (held.len() - 1) / seq;
     let pb = bar(windows, &format!("eval {stage}"));
     let (mut nll, mut count) = (0f64, 0usize);
@@ -510,7 +510,7 @@ fn latencies(
     for _ in 0..rounds {
         for (slot, batch) in [1usize, 32].into_iter().enumerate() {
             for (stage, times) in stages.iter().zip(samples.iter_mut()) {
-                let device = stage.model.tok.weight.val().device();
+                let device = stage.model.device();
                 let ids: Vec<i64> = (0..batch * seq).map(|i| i64::from(held[i % (held.len() - 1)])).collect();
                 let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq]), &device);
                 let cfg = LatencyConfig {
@@ -547,9 +547,15 @@ fn latencies(
 /// Linear-layer multiply-accumulates per token, from the configuration (a parameter walk
 /// would count a shared block once).
 fn macs_per_token(c: &CausalLmConfig) -> u64 {
-    let (h, f, v) = (c.d_model as u64, c.d_ff as u64, c.vocab_size as u64);
+    let (h, v) = (c.d_model as u64, c.vocab_size as u64);
     let e = c.embedding_size.map(|e| e as u64);
-    let blocks = c.n_layers as u64 * (4 * h * h + 2 * h * f);
+    let head_dim = (c.d_model / c.n_heads.max(1)) as u64;
+    // Every layer's own blocks (their widths after any structural pruning).
+    let blocks = c.decoder().resolved_layout().map_or(0, |l| {
+        let attention: u64 = l.attention_index.iter().map(|&b| 4 * h * l.attention_heads[b] as u64 * head_dim).sum();
+        let ffn: u64 = l.feed_forward_index.iter().map(|&b| 2 * h * l.ffn_widths[b] as u64).sum();
+        attention + ffn
+    });
     let head = match (c.tie_embeddings, e) {
         (true, Some(e)) => h * e + e * v,
         _ => h * v,
@@ -616,6 +622,8 @@ fn teacher_key(recipe: &Recipe, corpus: &Corpus) -> String {
         "held_out": recipe.data.held_out,
         "corpus": format!("{:016x}", corpus.fingerprint),
         "seed": recipe.seed,
+        // The model layout (parameter paths) of the cached file.
+        "layout": ember_slm::models::save::LAYOUT_VERSION,
     })
     .to_string();
     format!("{:016x}", fnv1a(text.as_bytes(), 0xcbf2_9ce4_8422_2325))
@@ -893,7 +901,8 @@ mod tests {
             (Box::new(|r| r.data.corpus_bytes = 700), "4 of them in the held-out part"),
             (Box::new(|r| r.teacher.train.batch = 1 << 40), "teacher.train.batch"),
             (Box::new(|r| r.prune.granularity = Granularity::NM { n: 3, m: 5 }), "prune (on the student)"),
-            (Box::new(|r| r.prune.exclude = vec!["*".into()]), "prune (on the student)"),
+            (Box::new(|r| r.prune.exclude = vec![".*".into()]), "prune (on the student)"),
+            (Box::new(|r| r.prune.exclude = vec!["*".into()]), "invalid exclude = \"*\": a regular expression"),
             (
                 Box::new(|r| {
                     r.prune.criterion = Criterion::Movement;

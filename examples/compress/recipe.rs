@@ -92,7 +92,7 @@ pub struct PruneRecipe {
     pub criterion: Criterion,
     pub granularity: Granularity,
     pub scope: Scope,
-    /// Weight paths left dense (`*` globs, see `ember_prune::PruneConfig`).
+    /// Weights left dense: regular expressions over weight paths (see `ember_prune::selection`).
     pub exclude: Vec<String>,
     /// Fraction of the fine-tuning steps over which sparsity ramps up (the rest recovers).
     pub ramp: f64,

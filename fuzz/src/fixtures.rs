@@ -72,7 +72,7 @@ pub fn quantized_seeds() -> Vec<(String, Vec<u8>)> {
                 .with_mode(ActivationMode::Dynamic)
                 .with_activation_dtype(QuantDtype::I8Symmetric)
                 .with_activation_granularity(ActivationGranularity::PerTensor)
-                .with_embeddings(false),
+                .with_include_embeddings(false),
         ),
     ];
     let dir = std::env::temp_dir().join(format!("ember-fuzz-seeds-{}", std::process::id()));

@@ -61,7 +61,7 @@ fn float_model_components_by_hand() {
 fn int8_model_counts_values_and_scales() {
     for d in devices() {
         let model = tiny(&d);
-        let config = ember_quant::QuantizeConfig::new().with_embeddings(true);
+        let config = ember_quant::QuantizeConfig::new().with_include_embeddings(true);
         let (q, _) = ember_quant::Quantizer::new(config).quantize(&model).unwrap();
         let s = ModelSize::of(&q);
         // Token table: i8 rows; position table stays a Burn float embedding.
@@ -83,7 +83,7 @@ fn macs_and_energy_follow_the_dtypes() {
     let model = tiny(&d);
     let (f, i) = ModelSize::of(&model).linear_macs_per_token();
     assert_eq!((f, i), ((H * F + F * H) as u64, 0));
-    let config = ember_quant::QuantizeConfig::new().with_embeddings(true);
+    let config = ember_quant::QuantizeConfig::new().with_include_embeddings(true);
     let (q, _) = ember_quant::Quantizer::new(config).quantize(&model).unwrap();
     let qs = ModelSize::of(&q);
     assert_eq!(qs.linear_macs_per_token(), (0, (H * F + F * H) as u64));

@@ -1,13 +1,29 @@
-//! Multi-head self-attention whose inner width (`n_heads × head_dim`) may differ from the model
-//! width, so heads can be removed physically (Burn's `MultiHeadAttention` fixes
-//! `d_k = d_model / n_heads` and cannot lose a head).
+//! The one multi-head attention of Ember's models: padding and causal masks, a free head width
+//! (`n_heads × head_dim` may differ from the model width, so heads can be removed physically),
+//! projections that are Ember's int8-ready [`Linear`]s.
+//!
+//! `softmax(Q·Kᵀ/√d_h + mask)·V` per head, then the output projection. Weights are Burn's
+//! `[d_in, d_out]` layout: `query`, `key`, `value` are `[d_model, n_heads·head_dim]`, `output` is
+//! `[n_heads·head_dim, d_out]`; head `h` owns columns `h·head_dim..(h+1)·head_dim` of the first
+//! three and the same rows of `output` ([`MultiHeadAttention::retain_heads`] keeps a subset).
 
-use crate::error::{LayerError, Result, invalid};
+use crate::error::{LayerError, Result, edit, invalid};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
+use ember_quant::{Linear, LinearConfig};
+
+/// The score given to hidden keys before the softmax: `−10⁴`.
+///
+/// Finite and exactly representable in f32, f16 (max 65 504) and bf16, so it neither overflows
+/// nor turns into `−inf` (and NaN) in half precision; next to any real score (|s| ≪ 10⁴) its
+/// `exp` underflows to exactly 0, so hidden keys get no weight. A query whose keys are all
+/// hidden (a fully padded row) gets a uniform distribution instead of NaN. Hugging Face adds
+/// the dtype's minimum instead; the probabilities agree to the last bit in f32 whenever a row
+/// has one visible key.
+pub const MASKED_SCORE: f32 = -1.0e4;
 
 /// Configuration of [`MultiHeadAttention`].
 #[derive(Config, Debug)]
@@ -31,8 +47,8 @@ impl AttentionConfig {
     /// The head width this config gives.
     ///
     /// # Errors
-    /// [`crate::LayerError::InvalidConfig`] for zero sizes or heads that do not divide
-    /// `d_model` when `head_dim` is not given.
+    /// [`LayerError::InvalidConfig`] for zero sizes or heads that do not divide `d_model` when
+    /// `head_dim` is not given.
     pub fn head_dim(&self) -> Result<usize> {
         if self.d_model == 0 {
             return Err(invalid("d_model", 0, "a positive width"));
@@ -56,18 +72,25 @@ impl AttentionConfig {
     /// with `I = n_heads · head_dim`.
     ///
     /// # Errors
-    /// As [`AttentionConfig::head_dim`].
+    /// As [`AttentionConfig::head_dim`]; sizes no process could allocate.
     pub fn num_params(&self) -> Result<usize> {
-        let inner = self.n_heads * self.head_dim()?;
-        Ok(4 * self.d_model * inner + if self.bias { 3 * inner + self.d_model } else { 0 })
+        self.count()?.checked()
     }
 
-    /// Builds the layer.
+    pub(crate) fn count(&self) -> Result<crate::error::Count> {
+        use crate::error::Count as C;
+        let (d, inner) = (C::from(self.d_model), C::from(self.n_heads) * C::from(self.head_dim()?));
+        let bias = if self.bias { C::from(3) * inner + d } else { C(0) };
+        Ok(C::from(4) * d * inner + bias)
+    }
+
+    /// Builds the layer (float; convert it with `ember_quant::Quantizer`).
     ///
     /// # Errors
-    /// As [`AttentionConfig::head_dim`].
+    /// As [`AttentionConfig::num_params`].
     pub fn init(&self, device: &Device) -> Result<MultiHeadAttention> {
         let head_dim = self.head_dim()?;
+        self.num_params()?;
         let inner = self.n_heads * head_dim;
         let lin = |i, o| LinearConfig::new(i, o).with_bias(self.bias).init(device);
         Ok(MultiHeadAttention {
@@ -82,19 +105,71 @@ impl AttentionConfig {
     }
 }
 
-/// Multi-head self-attention, `softmax(Q·Kᵀ/√d_h + mask)·V` per head, then the output
-/// projection. Weights are Burn `[d_in, d_out]` Linears: `query`, `key`, `value` are
-/// `[d_model, n_heads·head_dim]`, `output` is `[n_heads·head_dim, d_model]`; head `h` owns
-/// columns `h·head_dim..(h+1)·head_dim` of the first three and the same rows of `output`.
+/// Which keys each query may not see, built once per forward pass and shared by every layer:
+/// padding (`true` at padded positions of `[batch, seq]`) and, for decoders, the future.
+#[derive(Clone, Debug)]
+pub struct AttentionMask {
+    /// `true` = hidden; `[batch or 1, 1, seq or 1, seq]`, broadcast over heads (and queries).
+    hidden: Option<Tensor<4, Bool>>,
+    batch: usize,
+    seq: usize,
+}
+
+impl AttentionMask {
+    /// The mask for a batch of `[batch, seq]` tokens: padded keys hidden where `pad_mask` is
+    /// `true`, and with `causal`, every key after its query.
+    ///
+    /// # Errors
+    /// [`LayerError::Shape`] if `pad_mask` is not `[batch, seq]`.
+    pub fn new(pad_mask: Option<Tensor<2, Bool>>, causal: bool, batch: usize, seq: usize, device: &Device) -> Result<Self> {
+        if let Some(m) = &pad_mask
+            && m.dims() != [batch, seq]
+        {
+            return Err(LayerError::Shape {
+                what: "pad_mask".into(),
+                expected: format!("[{batch}, {seq}] (true = padding)"),
+                actual: format!("{:?}", m.dims()),
+            });
+        }
+        let pad = pad_mask.map(|m| m.reshape([batch, 1, 1, seq]));
+        let future = causal.then(|| {
+            let rows = Tensor::<1, Int>::arange(0..seq as i64, device).reshape([seq, 1]);
+            let cols = Tensor::<1, Int>::arange(0..seq as i64, device).reshape([1, seq]);
+            cols.greater(rows).reshape([1, 1, seq, seq])
+        });
+        let hidden = match (pad, future) {
+            (Some(p), Some(f)) => Some(p.expand([batch, 1, seq, seq]).bool_or(f.expand([batch, 1, seq, seq]))),
+            (p, f) => p.or(f),
+        };
+        Ok(AttentionMask { hidden, batch, seq })
+    }
+
+    /// No mask (every query sees every key).
+    pub fn none(batch: usize, seq: usize) -> Self {
+        AttentionMask { hidden: None, batch, seq }
+    }
+
+    /// `[batch, seq]` the mask was built for.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.batch, self.seq]
+    }
+
+    /// The mask broadcast to `[batch, heads, seq, seq]`, if any key is hidden.
+    pub fn expanded(&self, heads: usize) -> Option<Tensor<4, Bool>> {
+        self.hidden.clone().map(|m| m.expand([self.batch, heads, self.seq, self.seq]))
+    }
+}
+
+/// Multi-head attention. See the [module docs](self).
 #[derive(Module, Debug)]
 pub struct MultiHeadAttention {
-    /// Query projection.
+    /// Query projection `[d_in, n_heads·head_dim]`.
     pub query: Linear,
-    /// Key projection.
+    /// Key projection `[d_in, n_heads·head_dim]`.
     pub key: Linear,
-    /// Value projection.
+    /// Value projection `[d_value_in, n_heads·head_dim]`.
     pub value: Linear,
-    /// Output projection.
+    /// Output projection `[n_heads·head_dim, d_out]`.
     pub output: Linear,
     /// Dropout on the attention probabilities.
     pub dropout: Dropout,
@@ -108,76 +183,182 @@ pub struct MultiHeadAttention {
 /// vectors (for MiniLM's value-relation distillation).
 #[derive(Debug, Clone)]
 pub struct AttentionOutput {
-    /// `[batch, seq, d_model]`.
+    /// `[batch, seq, d_out]`.
     pub context: Tensor<3>,
-    /// `[batch, n_heads, seq, seq]` (rows sum to 1 over unmasked keys).
+    /// `[batch, n_heads, seq, seq]` (rows sum to 1 over visible keys).
     pub probs: Tensor<4>,
     /// The value projection's output `[batch, seq, n_heads · head_dim]` (heads concatenated).
     pub values: Tensor<3>,
 }
 
-/// Score given to masked keys: finite, so a fully masked row gives a uniform distribution
-/// instead of NaN.
-const MASKED: f32 = -1.0e9;
+fn shape_err(what: &str, expected: String, actual: &[usize]) -> LayerError {
+    LayerError::Shape { what: what.into(), expected, actual: format!("{actual:?}") }
+}
 
-/// Checks `x` (`[batch, seq, d_model]`) and `pad_mask` (`[batch, seq]`).
-pub(crate) fn check_input(x: &Tensor<3>, d_model: usize, pad_mask: Option<&Tensor<2, Bool>>) -> Result<()> {
+/// Checks `x` (`[batch, seq, width]`) and `pad_mask` (`[batch, seq]`).
+pub(crate) fn check_input(x: &Tensor<3>, width: usize, pad_mask: Option<&Tensor<2, Bool>>) -> Result<()> {
     let [b, t, d] = x.dims();
-    if d != d_model {
-        return Err(LayerError::Shape {
-            what: "input".into(),
-            expected: format!("[batch, seq, {d_model}]"),
-            actual: format!("{:?}", x.dims()),
-        });
+    if d != width {
+        return Err(shape_err("input", format!("[batch, seq, {width}]"), &x.dims()));
     }
     if let Some(m) = pad_mask
         && m.dims() != [b, t]
     {
-        return Err(LayerError::Shape {
-            what: "pad_mask".into(),
-            expected: format!("[{b}, {t}] (true = padding)"),
-            actual: format!("{:?}", m.dims()),
-        });
+        return Err(shape_err("pad_mask", format!("[{b}, {t}] (true = padding)"), &m.dims()));
     }
     Ok(())
 }
 
 impl MultiHeadAttention {
-    /// Model width.
+    /// Assembles a layer from its projections (MobileBERT's attention reads queries and keys
+    /// from a bottleneck and values from the body, so the input widths may differ).
+    ///
+    /// # Errors
+    /// [`LayerError::Shape`] unless `query`, `key` and `value` output `n_heads · head_dim`
+    /// features, `query` and `key` read the same width, and `output` reads `n_heads · head_dim`.
+    pub fn from_parts(
+        query: Linear,
+        key: Linear,
+        value: Linear,
+        output: Linear,
+        n_heads: usize,
+        head_dim: usize,
+        dropout: f64,
+    ) -> Result<Self> {
+        let inner = n_heads * head_dim;
+        if n_heads == 0 || head_dim == 0 {
+            return Err(invalid("n_heads / head_dim", format!("{n_heads} / {head_dim}"), "positive values"));
+        }
+        for (what, got) in [
+            ("query outputs", query.d_output()),
+            ("key outputs", key.d_output()),
+            ("value outputs", value.d_output()),
+            ("output inputs", output.d_input()),
+        ] {
+            if got != inner {
+                return Err(shape_err(what, format!("{inner} (n_heads · head_dim)"), &[got]));
+            }
+        }
+        if key.d_input() != query.d_input() {
+            return Err(shape_err("key inputs", format!("{} (the query's)", query.d_input()), &[key.d_input()]));
+        }
+        Ok(MultiHeadAttention {
+            query,
+            key,
+            value,
+            output,
+            dropout: DropoutConfig::new(dropout).init(),
+            n_heads,
+            head_dim,
+        })
+    }
+
+    /// Input width of queries and keys.
     pub fn d_model(&self) -> usize {
-        self.query.weight.dims()[0]
+        self.query.d_input()
+    }
+
+    /// Output width.
+    pub fn d_output(&self) -> usize {
+        self.output.d_output()
+    }
+
+    /// `n_heads · head_dim`.
+    pub fn inner_width(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// The config that builds a layer of this shape (for a self-attention layer whose
+    /// projections all read and write `d_model`).
+    pub fn config(&self) -> AttentionConfig {
+        AttentionConfig::new(self.d_model(), self.n_heads)
+            .with_head_dim(Some(self.head_dim))
+            .with_bias(self.query.bias.is_some())
+            .with_dropout(self.dropout.prob)
     }
 
     /// [`MultiHeadAttention::forward`] with typed errors for inputs of the wrong shape.
     ///
     /// # Errors
-    /// [`LayerError::Shape`] if `x` is not `[batch, seq, d_model]` or the mask not `[batch, seq]`.
-    pub fn try_forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> Result<AttentionOutput> {
-        check_input(&x, self.d_model(), pad_mask.as_ref())?;
-        Ok(self.forward(x, pad_mask))
+    /// [`LayerError::Shape`] if `x` is not `[batch, seq, d_model]` or the mask was built for
+    /// another `[batch, seq]`.
+    pub fn try_forward(&self, x: Tensor<3>, mask: &AttentionMask) -> Result<AttentionOutput> {
+        check_input(&x, self.d_model(), None)?;
+        check_input(&x, self.value.d_input(), None)?;
+        let [b, t, _] = x.dims();
+        if mask.dims() != [b, t] {
+            return Err(shape_err("attention mask", format!("one built for [{b}, {t}]"), &mask.dims()));
+        }
+        Ok(self.forward(x, mask))
     }
 
-    /// Self-attention over `x` (`[batch, seq, d_model]`); `pad_mask` (`[batch, seq]`, `true` =
-    /// padding) hides padded keys.
+    /// Self-attention over `x` (`[batch, seq, d_model]`) with `mask`.
     ///
     /// # Panics
     /// On inputs of the wrong shape, like Burn's layers; [`MultiHeadAttention::try_forward`]
     /// returns an error instead.
-    pub fn forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> AttentionOutput {
-        let [b, t, _] = x.dims();
+    pub fn forward(&self, x: Tensor<3>, mask: &AttentionMask) -> AttentionOutput {
+        self.forward_qkv(x.clone(), x.clone(), x, mask)
+    }
+
+    /// Attention with separate query, key and value inputs of the same `[batch, seq]`
+    /// (MobileBERT's bottlenecked attention): `softmax(q(xq)·k(xk)ᵀ/√d_h + mask)·v(xv)`.
+    ///
+    /// # Panics
+    /// On inputs of the wrong shape.
+    pub fn forward_qkv(&self, xq: Tensor<3>, xk: Tensor<3>, xv: Tensor<3>, mask: &AttentionMask) -> AttentionOutput {
+        let [b, t, _] = xq.dims();
         let (h, dh) = (self.n_heads, self.head_dim);
         let split = |y: Tensor<3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let values = self.value.forward(x);
+        // Scaling the queries (b·t·h·d_h values) instead of the scores (b·h·t·t).
+        let q = split(self.query.forward(xq).mul_scalar(1.0 / (dh as f64).sqrt()));
+        let k = split(self.key.forward(xk));
+        let values = self.value.forward(xv);
         let v = split(values.clone());
-        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f32).sqrt());
-        if let Some(mask) = pad_mask {
-            let m: Tensor<4, Bool> = mask.reshape([b, 1, 1, t]).expand([b, h, t, t]);
-            scores = scores.mask_fill(m, MASKED);
+        let mut scores = q.matmul(k.swap_dims(2, 3));
+        if let Some(m) = mask.expanded(h) {
+            scores = scores.mask_fill(m, MASKED_SCORE);
         }
         let probs = softmax(scores, 3);
         let ctx = self.dropout.forward(probs.clone()).matmul(v).swap_dims(1, 2).reshape([b, t, h * dh]);
         AttentionOutput { context: self.output.forward(ctx), probs, values }
     }
+
+    /// The layer with only the heads in `keep` (ascending, unique), in that order: their
+    /// query, key and value columns and their output-projection rows. Outputs equal the full
+    /// layer's with the other heads' contributions removed (tested). New parameter ids for the
+    /// narrowed weights.
+    ///
+    /// # Errors
+    /// [`LayerError::Edit`] for an empty, unsorted or out-of-range `keep`, or an int8 layer
+    /// (remove heads while float, then convert).
+    pub fn retain_heads(&self, keep: &[usize]) -> Result<Self> {
+        let action = format!("keep heads {keep:?} of {}", self.n_heads);
+        check_keep(keep, self.n_heads).map_err(|r| edit(&action, r))?;
+        let cols: Vec<usize> = keep.iter().flat_map(|&h| h * self.head_dim..(h + 1) * self.head_dim).collect();
+        let wrap = |e: ember_quant::QuantError| edit(&action, e.to_string());
+        Ok(MultiHeadAttention {
+            query: self.query.retain_outputs(&cols).map_err(wrap)?,
+            key: self.key.retain_outputs(&cols).map_err(wrap)?,
+            value: self.value.retain_outputs(&cols).map_err(wrap)?,
+            output: self.output.retain_inputs(&cols).map_err(wrap)?,
+            dropout: self.dropout.clone(),
+            n_heads: keep.len(),
+            head_dim: self.head_dim,
+        })
+    }
+}
+
+/// `keep` must be non-empty, ascending, unique and below `n`; the reason otherwise.
+pub(crate) fn check_keep(keep: &[usize], n: usize) -> std::result::Result<(), String> {
+    if keep.is_empty() {
+        return Err("nothing would be kept (remove the whole block or layer instead)".into());
+    }
+    if keep.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("the indices must be ascending without repeats".into());
+    }
+    if let Some(&i) = keep.iter().find(|&&i| i >= n) {
+        return Err(format!("index {i} is out of range (there are {n})"));
+    }
+    Ok(())
 }

@@ -1,32 +1,13 @@
-//! Position-wise feed-forward network with a free inner width (so neurons can be removed).
+//! The position-wise feed-forward block, on Ember's int8-ready [`Linear`], with a free inner
+//! width (so neurons can be removed physically).
 
-use crate::error::{Result, invalid};
+use crate::activation::Activation;
+use crate::error::{Result, edit, invalid};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, relu};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
-
-/// The non-linearity between the two projections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Activation {
-    /// Exact (erf) GELU, as BERT and ALBERT use.
-    #[default]
-    Gelu,
-    /// ReLU (MobileBERT, the original Transformer).
-    Relu,
-}
-
-impl Activation {
-    /// Applies the activation.
-    pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
-        match self {
-            Activation::Gelu => gelu(x),
-            Activation::Relu => relu(x),
-        }
-    }
-}
+use ember_quant::{Linear, LinearConfig};
 
 /// Configuration of [`FeedForward`].
 #[derive(Config, Debug)]
@@ -48,18 +29,29 @@ pub struct FeedForwardConfig {
 
 impl FeedForwardConfig {
     /// Parameters: `2·D·F` weights (+ `F + D` biases).
-    pub fn num_params(&self) -> usize {
-        2 * self.d_model * self.d_ff + if self.bias { self.d_ff + self.d_model } else { 0 }
-    }
-
-    /// Builds the layer.
     ///
     /// # Errors
-    /// [`crate::LayerError::InvalidConfig`] for a zero width.
+    /// Sizes no process could allocate.
+    pub fn num_params(&self) -> Result<usize> {
+        self.count().checked()
+    }
+
+    pub(crate) fn count(&self) -> crate::error::Count {
+        use crate::error::Count as C;
+        let (d, f) = (C::from(self.d_model), C::from(self.d_ff));
+        C::from(2) * d * f + if self.bias { f + d } else { C(0) }
+    }
+
+    /// Builds the block (float; convert it with `ember_quant::Quantizer`).
+    ///
+    /// # Errors
+    /// [`crate::LayerError::InvalidConfig`] for a zero width or sizes no process could
+    /// allocate.
     pub fn init(&self, device: &Device) -> Result<FeedForward> {
         if self.d_model == 0 || self.d_ff == 0 {
             return Err(invalid("d_model/d_ff", format!("{}/{}", self.d_model, self.d_ff), "positive widths"));
         }
+        self.num_params()?;
         Ok(FeedForward {
             inner: LinearConfig::new(self.d_model, self.d_ff).with_bias(self.bias).init(device),
             outer: LinearConfig::new(self.d_ff, self.d_model).with_bias(self.bias).init(device),
@@ -70,7 +62,7 @@ impl FeedForwardConfig {
 }
 
 /// `outer(dropout(act(inner(x))))`. Inner neuron `j` is column `j` of `inner` and row `j` of
-/// `outer`: removing it removes both.
+/// `outer`: [`FeedForward::retain_neurons`] keeps a subset of both.
 #[derive(Module, Debug)]
 pub struct FeedForward {
     /// `[d_model, d_ff]`.
@@ -85,13 +77,59 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    /// Applies the network over the last dimension.
+    /// Assembles a block from its two layers.
+    ///
+    /// # Errors
+    /// [`crate::LayerError::Shape`] unless `outer` reads `inner`'s outputs.
+    pub fn from_parts(inner: Linear, outer: Linear, activation: Activation, dropout: f64) -> Result<Self> {
+        if inner.d_output() != outer.d_input() {
+            return Err(crate::LayerError::Shape {
+                what: "outer layer input".into(),
+                expected: inner.d_output().to_string(),
+                actual: outer.d_input().to_string(),
+            });
+        }
+        Ok(FeedForward { inner, outer, dropout: DropoutConfig::new(dropout).init(), activation })
+    }
+
+    /// Applies the block over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         self.outer.forward(self.dropout.forward(self.activation.apply(self.inner.forward(x))))
     }
 
     /// Inner width.
     pub fn d_ff(&self) -> usize {
-        self.inner.weight.dims()[1]
+        self.inner.d_output()
+    }
+
+    /// Model width.
+    pub fn d_model(&self) -> usize {
+        self.inner.d_input()
+    }
+
+    /// The config that builds a block of this shape.
+    pub fn config(&self) -> FeedForwardConfig {
+        FeedForwardConfig::new(self.d_model(), self.d_ff())
+            .with_activation(self.activation)
+            .with_bias(self.inner.bias.is_some())
+            .with_dropout(self.dropout.prob)
+    }
+
+    /// The block with only the inner neurons in `keep` (ascending, unique): `inner`'s columns
+    /// and bias entries and `outer`'s rows. New parameter ids for the narrowed weights.
+    ///
+    /// # Errors
+    /// [`crate::LayerError::Edit`] for an empty, unsorted or out-of-range `keep`, or an int8
+    /// block (remove neurons while float, then convert).
+    pub fn retain_neurons(&self, keep: &[usize]) -> Result<Self> {
+        let action = format!("keep {} of {} feed-forward neurons", keep.len(), self.d_ff());
+        crate::attention::check_keep(keep, self.d_ff()).map_err(|r| edit(&action, r))?;
+        let wrap = |e: ember_quant::QuantError| edit(&action, e.to_string());
+        Ok(FeedForward {
+            inner: self.inner.retain_outputs(keep).map_err(wrap)?,
+            outer: self.outer.retain_inputs(keep).map_err(wrap)?,
+            dropout: self.dropout.clone(),
+            activation: self.activation,
+        })
     }
 }

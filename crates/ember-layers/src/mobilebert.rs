@@ -4,13 +4,16 @@
 //! `num_params()` of the built model equals [`MobileBertSpec::count`] (24.58M for the released
 //! configuration, published as 25.3M).
 
-use crate::embedding::{check_ids, check_positions, positions, token_types_or_zeros};
-use crate::error::{Result, invalid};
+use crate::activation::Activation;
+use crate::attention::{AttentionMask, MultiHeadAttention};
+use crate::embedding::{check_ids, check_positions, positions};
+use crate::error::{LayerError, Result, invalid};
+use crate::feedforward::FeedForward;
 use crate::params::MobileBertSpec;
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{relu, softmax};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Bool, Device, Int, Tensor};
+use ember_quant::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use serde::{Deserialize, Serialize};
 
 /// The normalisation MobileBERT uses.
@@ -76,20 +79,19 @@ pub struct DenseNorm {
     pub norm: Norm,
 }
 
-/// One feed-forward block of the stack: `norm(outer(relu(inner(x))) + x)`.
+/// One feed-forward block of the stack: `norm(ffn(x) + x)` with a ReLU [`FeedForward`]
+/// (`[bottleneck, intermediate]` then `[intermediate, bottleneck]`).
 #[derive(Module, Debug)]
 pub struct FfnBlock {
-    /// `[bottleneck, intermediate]`.
-    pub inner: Linear,
-    /// `[intermediate, bottleneck]`.
-    pub outer: Linear,
+    /// The two projections.
+    pub ffn: FeedForward,
     /// Normalisation of the residual sum.
     pub norm: Norm,
 }
 
 impl FfnBlock {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.norm.forward(self.outer.forward(relu(self.inner.forward(x.clone()))) + x)
+        self.norm.forward(self.ffn.forward(x.clone()) + x)
     }
 }
 
@@ -100,20 +102,16 @@ pub struct MobileBertLayer {
     pub bottleneck_input: DenseNorm,
     /// Body → bottleneck read by query and key (`key_query_shared_bottleneck`).
     pub bottleneck_attention: DenseNorm,
-    /// Query `[B, B]`.
-    pub query: Linear,
-    /// Key `[B, B]`.
-    pub key: Linear,
-    /// Value `[H, B]` (reads the body; `[B, B]` with `use_bottleneck_attention`).
-    pub value: Linear,
-    /// Attention output `[B, B]` and its normalisation.
-    pub attention_output: DenseNorm,
+    /// The attention: query and key `[B, B]` on the shared bottleneck, value `[H, B]` on the
+    /// body (`[B, B]` on the layer input's bottleneck with `use_bottleneck_attention`), output
+    /// `[B, B]`.
+    pub attention: MultiHeadAttention,
+    /// Normalisation of the attention output plus the bottlenecked layer input.
+    pub attention_norm: Norm,
     /// The feed-forward stack (the last block is the layer's main FFN).
     pub ffn: Vec<FfnBlock>,
     /// Bottleneck → body and the final normalisation (with the layer input as residual).
     pub output_bottleneck: DenseNorm,
-    /// Heads.
-    pub n_heads: usize,
     /// Whether the value reads the bottleneck.
     pub value_from_bottleneck: bool,
 }
@@ -121,28 +119,17 @@ pub struct MobileBertLayer {
 impl MobileBertLayer {
     /// Runs the layer over `x` (`[batch, seq, H]`); returns the output and the attention
     /// probabilities.
-    pub fn forward(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> (Tensor<3>, Tensor<4>) {
-        let [b, t, _] = x.dims();
+    pub fn forward(&self, x: Tensor<3>, mask: &AttentionMask) -> (Tensor<3>, Tensor<4>) {
         let layer_input = self.bottleneck_input.norm.forward(self.bottleneck_input.dense.forward(x.clone()));
         let shared = self.bottleneck_attention.norm.forward(self.bottleneck_attention.dense.forward(x.clone()));
-        let inner = self.query.weight.dims()[1];
-        let (h, dh) = (self.n_heads, inner / self.n_heads);
-        let split = |y: Tensor<3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
-        let q = split(self.query.forward(shared.clone()));
-        let k = split(self.key.forward(shared));
-        let v = split(self.value.forward(if self.value_from_bottleneck { layer_input.clone() } else { x.clone() }));
-        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f32).sqrt());
-        if let Some(mask) = pad_mask {
-            scores = scores.mask_fill(mask.reshape([b, 1, 1, t]).expand([b, h, t, t]), -1.0e9);
-        }
-        let probs = softmax(scores, 3);
-        let ctx = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, t, inner]);
-        let mut y = self.attention_output.norm.forward(self.attention_output.dense.forward(ctx) + layer_input);
+        let value_in = if self.value_from_bottleneck { layer_input.clone() } else { x.clone() };
+        let o = self.attention.forward_qkv(shared.clone(), shared, value_in, mask);
+        let mut y = self.attention_norm.forward(o.context + layer_input);
         for block in &self.ffn {
             y = block.forward(y);
         }
         let out = self.output_bottleneck.norm.forward(self.output_bottleneck.dense.forward(y) + x);
-        (out, probs)
+        (out, o.probs)
     }
 }
 
@@ -173,13 +160,20 @@ impl MobileBertEmbedding {
     /// tables.
     pub fn forward(&self, ids: Tensor<2, Int>, token_types: Option<Tensor<2, Int>>) -> Result<Tensor<3>> {
         let [b, t] = ids.dims();
-        check_positions(t, self.position.weight.dims()[0])?;
-        check_ids("ids", &ids, self.word.weight.dims()[0])?;
+        check_positions(t, self.position.n_embedding())?;
+        check_ids("ids", &ids, self.word.n_embedding())?;
         if let Some(types) = &token_types {
-            check_ids("token_types", types, self.token_type.weight.dims()[0])?;
+            if types.dims() != [b, t] {
+                return Err(LayerError::Shape {
+                    what: "token_types".into(),
+                    expected: format!("[{b}, {t}]"),
+                    actual: format!("{:?}", types.dims()),
+                });
+            }
+            check_ids("token_types", types, self.token_type.n_embedding())?;
         }
         let device = ids.device();
-        let types = token_types_or_zeros(token_types, b, t, &device)?;
+        let types = token_types.unwrap_or_else(|| Tensor::zeros([b, t], &device));
         let e = self.word.forward(ids);
         let e = if self.trigram {
             let d = e.dims()[2];
@@ -220,10 +214,13 @@ impl MobileBert {
         ids: Tensor<2, Int>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Result<(Tensor<3>, Vec<Tensor<4>>)> {
+        let [b, t] = ids.dims();
+        let device = ids.device();
         let mut x = self.embedding.forward(ids, None)?;
+        let mask = AttentionMask::new(pad_mask, false, b, t, &device)?;
         let mut probs = Vec::new();
         for l in &self.layers {
-            let (y, p) = l.forward(x, pad_mask.clone());
+            let (y, p) = l.forward(x, &mask);
             x = y;
             probs.push(p);
         }
@@ -269,25 +266,33 @@ impl MobileBertSpec {
         let lin = |i, o| LinearConfig::new(i, o).init(device);
         let dn = |i, o| DenseNorm { dense: lin(i, o), norm: Norm::new(normalization, o, device) };
         let layers = (0..self.num_hidden_layers)
-            .map(|_| MobileBertLayer {
-                bottleneck_input: dn(h, bn),
-                bottleneck_attention: dn(h, bn),
-                query: lin(bn, bn),
-                key: lin(bn, bn),
-                value: lin(if self.use_bottleneck_attention { bn } else { h }, bn),
-                attention_output: dn(bn, bn),
-                ffn: (0..self.num_feedforward_networks)
-                    .map(|_| FfnBlock {
-                        inner: lin(bn, f),
-                        outer: lin(f, bn),
-                        norm: Norm::new(normalization, bn, device),
-                    })
-                    .collect(),
-                output_bottleneck: dn(bn, h),
-                n_heads,
-                value_from_bottleneck: self.use_bottleneck_attention,
+            .map(|_| {
+                Ok(MobileBertLayer {
+                    bottleneck_input: dn(h, bn),
+                    bottleneck_attention: dn(h, bn),
+                    attention: MultiHeadAttention::from_parts(
+                        lin(bn, bn),
+                        lin(bn, bn),
+                        lin(if self.use_bottleneck_attention { bn } else { h }, bn),
+                        lin(bn, bn),
+                        n_heads,
+                        bn / n_heads,
+                        0.0,
+                    )?,
+                    attention_norm: Norm::new(normalization, bn, device),
+                    ffn: (0..self.num_feedforward_networks)
+                        .map(|_| {
+                            Ok(FfnBlock {
+                                ffn: FeedForward::from_parts(lin(bn, f), lin(f, bn), Activation::Relu, 0.0)?,
+                                norm: Norm::new(normalization, bn, device),
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                    output_bottleneck: dn(bn, h),
+                    value_from_bottleneck: self.use_bottleneck_attention,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let trigram = if self.trigram_input { 3 } else { 1 };
         Ok(MobileBert {
             embedding: MobileBertEmbedding {

@@ -124,11 +124,10 @@ impl TransformerSpec {
     /// # Errors
     /// Invalid embedding or encoder configs ([`crate::LayerError::InvalidConfig`]).
     pub fn count(&self) -> Result<ParamBreakdown> {
-        self.embedding.validate()?;
         let (attention, feed_forward, norms) = self.encoder.num_params()?;
         let h = self.encoder.d_model;
         Ok(ParamBreakdown {
-            embeddings: self.embedding.num_params(),
+            embeddings: self.embedding.num_params()?,
             attention,
             feed_forward,
             norms,

@@ -52,7 +52,7 @@ fn bad_input_factorization_without_projection() {
 fn bad_input_attention_input_of_the_wrong_width() {
     let d = Device::flex();
     let att = AttentionConfig::new(8, 2).init(&d).unwrap();
-    let e = att.try_forward(Tensor::<3>::zeros([1, 3, 6], &d), None).unwrap_err();
+    let e = att.try_forward(Tensor::<3>::zeros([1, 3, 6], &d), &AttentionMask::none(1, 3)).unwrap_err();
     assert!(matches!(&e, LayerError::Shape { what, .. } if what == "input"), "{e}");
     assert!(e.to_string().contains("expected [batch, seq, 8], got [1, 3, 6]"), "{e}");
 }

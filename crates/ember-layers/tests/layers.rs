@@ -52,7 +52,7 @@ fn allocated_modules_match_the_accounting() {
     let device = Device::flex();
     let emb_cfg = FactorizedEmbeddingConfig::new(50, 8, 16).with_max_positions(20);
     let emb = emb_cfg.init(&device).unwrap();
-    assert_eq!(emb.num_params(), emb_cfg.num_params());
+    assert_eq!(emb.num_params(), emb_cfg.num_params().unwrap());
     for sharing in [SharingMode::None, SharingMode::All, SharingMode::Attention, SharingMode::FeedForward] {
         let groups = if sharing == SharingMode::None { 1 } else { 2 };
         let cfg = EncoderConfig::new(16, 4, 24, 4).with_sharing(sharing).with_n_groups(groups);
@@ -162,7 +162,7 @@ fn factorized_embedding_with_identity_projection_equals_a_plain_embedding() {
         assert!(close(&a, &b, 1e-6));
         // The plain path is word + position + type(0), then LayerNorm (γ = 1, β = 0 at init).
         let w = to_vec(emb.word.weight.val());
-        let pos = to_vec(emb.position.weight.val());
+        let pos = to_vec(emb.position.as_ref().unwrap().weight.val());
         let tt = to_vec(emb.token_type.as_ref().unwrap().weight.val());
         let raw: Vec<f32> = (0..6).map(|j| w[29 * 6 + j] + pos[6 + j] + tt[j]).collect();
         let mean = raw.iter().sum::<f32>() / 6.0;
@@ -183,13 +183,13 @@ fn attention_matches_a_hand_worked_case_and_masks_padding() {
             l.bias = zero();
         }
         let x = Tensor::<3>::from_floats([[[1.0, 0.0], [0.0, 1.0]]], &device);
-        let o = att.forward(x.clone(), None);
+        let o = att.forward(x.clone(), &AttentionMask::none(1, 2));
         // scores = x·xᵀ/√2 → row 0 = softmax([1/√2, 0]).
         let p0 = 1.0 / (1.0 + (-(0.5f32).sqrt()).exp());
         assert!(close(&to_vec(o.probs.clone()), &[p0, 1.0 - p0, 1.0 - p0, p0], 1e-5));
         assert!(close(&to_vec(o.context), &[p0, 1.0 - p0, 1.0 - p0, p0], 1e-5));
         let mask = Tensor::<2, Bool>::from_data(TensorData::new(vec![false, true], [1, 2]), &device);
-        let m = att.forward(x, Some(mask));
+        let m = att.forward(x, &AttentionMask::new(Some(mask), false, 1, 2, &device).unwrap());
         assert!(close(&to_vec(m.probs), &[1.0, 0.0, 1.0, 0.0], 1e-6), "padded key gets no attention");
     }
 }
@@ -285,6 +285,6 @@ fn wrong_input_shapes_are_typed_errors_with_try_forward() {
     assert!(matches!(e, LayerError::Shape { .. }) && e.to_string().contains("[1, 3]"), "{e}");
     let ok = enc.try_forward(Tensor::<3>::zeros([1, 3, 8], &device), None, true).unwrap();
     assert_eq!(ok.hidden_states.len(), 3);
-    let e = enc.attention[0].try_forward(Tensor::<3>::zeros([2, 2, 9], &device), None).unwrap_err();
+    let e = enc.attention[0].try_forward(Tensor::<3>::zeros([2, 2, 9], &device), &AttentionMask::none(2, 2)).unwrap_err();
     assert!(e.to_string().contains("input"), "{e}");
 }

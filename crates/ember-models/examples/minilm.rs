@@ -117,8 +117,8 @@ fn main() {
     };
     assert!(!sentences.is_empty(), "no sentences");
 
-    let (model, config) = Bert::from_pretrained(&args.model_dir, &device).unwrap_or_else(|e| panic!("{e}"));
-    let tok = TextTokenizer::from_file(args.model_dir.join("tokenizer.json"), config.max_position_embeddings)
+    let model = Bert::from_pretrained(&args.model_dir, &device).unwrap_or_else(|e| panic!("{e}"));
+    let tok = TextTokenizer::from_file(args.model_dir.join("tokenizer.json"), model.max_positions())
         .unwrap_or_else(|e| panic!("{e}"));
     let (int8, report) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap_or_else(|e| panic!("{e}"));
 
@@ -186,12 +186,10 @@ fn main() {
     }
 
     if let Some(dir) = &args.save_dir {
-        std::fs::create_dir_all(dir).unwrap();
-        let f32_path = dir.join("minilm.f32.safetensors");
-        let int8_path = dir.join("minilm.int8.safetensors");
-        let fb = ember_quant::save_quantized(&model, &f32_path).unwrap();
-        let qb = ember_quant::save_quantized(&int8, &int8_path).unwrap();
-        let reloaded = ember_quant::load_quantized(config.init(&device).unwrap(), &int8_path).unwrap();
+        let (f32_dir, int8_dir) = (dir.join("minilm-f32"), dir.join("minilm-int8"));
+        let fb = model.save(&f32_dir).unwrap_or_else(|e| panic!("{e}"));
+        let qb = int8.save(&int8_dir).unwrap_or_else(|e| panic!("{e}"));
+        let reloaded = Bert::load(&int8_dir, &device).unwrap_or_else(|e| panic!("{e}"));
         let same = rows(reloaded.embed(&all.take(4)).unwrap()) == rows(int8.embed(&all.take(4)).unwrap());
         if args.json {
             println!(

@@ -1,18 +1,21 @@
-//! A BERT-family encoder (BERT, MiniLM and other `BertModel` checkpoints) configured from a
-//! Hugging Face `config.json`, with Ember's int8-ready layers.
+//! The BERT-family encoder: BERT, MiniLM and ALBERT checkpoints, composed of ember-layers
+//! blocks only.
 //!
-//! Every linear layer is an [`ember_quant::Linear`] and every table an
-//! [`ember_quant::Embedding`], so [`ember_quant::Quantizer`] converts the whole model to int8
-//! in one call; the layers are plain Burn parameters, so ember-prune masks and removes them and
-//! ember-distill reads their hidden states and attention maps ([`BertOutput`]).
+//! A [`Bert`] is a [`FactorizedEmbedding`] (BERT: `E = H`, no projection; ALBERT: `E < H` with
+//! the projection) and an [`Encoder`] (BERT: one block per layer; ALBERT: blocks shared across
+//! layers), post-LayerNorm, as Hugging Face's `BertModel` / `AlbertModel`: word + absolute
+//! position + token-type embeddings, LayerNorm; per layer, multi-head self-attention with a
+//! padding mask, output projection, residual and LayerNorm, then the feed-forward block,
+//! residual and LayerNorm. Dropout is left out (inference, distillation targets, fine-tuning
+//! without dropout). Sentence embeddings are the mean over real tokens, L2-normalised
+//! ([`mean_pool`], [`l2_normalize`]), as sentence-transformers computes them.
 //!
-//! The forward pass follows Hugging Face's `BertModel` (post-LayerNorm layers): word + absolute
-//! position + token-type embeddings, LayerNorm; per layer, multi-head self-attention with an
-//! additive padding mask, output projection, residual and LayerNorm, then the feed-forward
-//! block (erf GELU unless the config says otherwise), residual and LayerNorm. Dropout is left
-//! out (the model is for inference, distillation targets and fine-tuning without dropout).
-//! Sentence embeddings are the mean over real tokens, L2-normalised ([`mean_pool`],
-//! [`l2_normalize`]), as sentence-transformers computes them.
+//! Because every linear layer is an `ember_quant::Linear` and every table an
+//! `ember_quant::Embedding`, one `ember_quant::Quantizer` call makes the model int8; because
+//! the blocks are ember-layers', the same model loses heads, neurons and layers physically
+//! ([`Bert::retain_heads`], [`Bert::retain_neurons`], [`Bert::retain_layers`]), becomes an
+//! ALBERT-style shared encoder ([`Bert::to_shared`]), and records what it became in its
+//! [`BertArchitecture`], which [`Bert::save`] writes next to the weights.
 //!
 //! ```
 //! use burn::tensor::Device;
@@ -27,55 +30,23 @@
 //! assert_eq!(emb.dims(), [2, 32]);                    // [batch, hidden], unit rows
 //! let err = model.embed(&Encoded::from_ids(&[vec![1, 100]], 0).unwrap()).unwrap_err();
 //! assert!(err.to_string().contains("outside the model's vocabulary 0..100"));
+//!
+//! // A student: layer 0 keeps heads 0 and 3 and half its FFN, layer 1 stays as it was; the
+//! // architecture records the widths of each layer.
+//! let small = model.retain_heads(0, &[0, 3]).unwrap().retain_neurons(0, &(0..32).collect::<Vec<_>>()).unwrap();
+//! let layout = small.architecture().unwrap().encoder.layout.unwrap();
+//! assert_eq!((layout.attention_heads, layout.ffn_widths), (vec![2, 4], vec![32, 64]));
 //! ```
 
-use crate::error::{ModelError, Result, check_eps, check_nonzero, config_err};
-use crate::gelu::gelu;
+use crate::error::{ModelError, Result, config_err};
+use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor};
-use ember_quant::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use ember_layers::{
+    Activation, Encoder, EncoderConfig, FactorizedEmbedding, FactorizedEmbeddingConfig, SharedInit, SharingMode,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// The activation of the feed-forward block (`hidden_act` in `config.json`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum HiddenAct {
-    /// Exact GELU with erf (`"gelu"`), BERT's and MiniLM's.
-    Gelu,
-    /// The tanh approximation (`"gelu_new"`, `"gelu_pytorch_tanh"`, `"gelu_fast"`).
-    GeluTanh,
-    /// ReLU (`"relu"`).
-    Relu,
-}
-
-impl HiddenAct {
-    /// Parses a Hugging Face `hidden_act` name.
-    ///
-    /// # Errors
-    /// [`ModelError::Config`] for an activation this crate does not implement.
-    pub fn from_hf(name: &str) -> Result<Self> {
-        match name {
-            "gelu" => Ok(HiddenAct::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(HiddenAct::GeluTanh),
-            "relu" => Ok(HiddenAct::Relu),
-            other => Err(config_err("hidden_act", other, "one of gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu")),
-        }
-    }
-
-    pub(crate) fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
-        match self {
-            HiddenAct::Gelu => gelu(x),
-            HiddenAct::GeluTanh => {
-                // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
-                let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * (2.0f64 / std::f64::consts::PI).sqrt();
-                x.clone() * (inner.tanh() + 1.0) * 0.5
-            }
-            HiddenAct::Relu => relu(x),
-        }
-    }
-}
 
 fn default_act() -> String {
     "gelu".into()
@@ -90,8 +61,8 @@ fn default_position_type() -> String {
     "absolute".into()
 }
 
-/// A BERT configuration, read from a Hugging Face `config.json` (unknown fields ignored,
-/// Hugging Face's defaults for the optional ones).
+/// A Hugging Face BERT `config.json` (unknown fields ignored, Hugging Face's defaults for the
+/// optional ones). [`BertConfig::architecture`] turns it into Ember's [`BertArchitecture`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
     /// Vocabulary size.
@@ -104,7 +75,7 @@ pub struct BertConfig {
     pub num_attention_heads: usize,
     /// Feed-forward inner width.
     pub intermediate_size: usize,
-    /// Feed-forward activation name (see [`HiddenAct::from_hf`]).
+    /// Feed-forward activation name (see [`Activation::from_hf`]).
     #[serde(default = "default_act")]
     pub hidden_act: String,
     /// Longest sequence (rows of the position table).
@@ -158,20 +129,20 @@ impl BertConfig {
     /// # Errors
     /// [`ModelError::Io`], or as [`BertConfig::from_json`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })?;
-        Self::from_json(&text)
+        Self::from_json(&crate::error::read_text(path.as_ref())?)
     }
 
-    /// Checks sizes and options.
+    /// Ember's description of the model this config builds.
     ///
     /// # Errors
-    /// [`ModelError::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
-        check_nonzero(&[
+    /// [`ModelError::Config`] naming the field for zero sizes, heads that do not divide the
+    /// width, relative position encodings, an unknown activation, a non-positive epsilon or
+    /// sizes no process could allocate.
+    pub fn architecture(&self) -> Result<BertArchitecture> {
+        crate::error::check_nonzero(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
@@ -184,16 +155,30 @@ impl BertConfig {
                 &format!("a divisor of hidden_size = {}", self.hidden_size),
             ));
         }
-        check_eps(self.layer_norm_eps)?;
-        if self.position_embedding_type != "absolute" {
-            return Err(config_err(
-                "position_embedding_type",
-                &self.position_embedding_type,
-                "\"absolute\" (relative position encodings are not implemented)",
-            ));
-        }
-        HiddenAct::from_hf(&self.hidden_act)?;
-        crate::error::check_addressable(self.params_u128())
+        crate::error::check_eps(self.layer_norm_eps)?;
+        check_absolute(&self.position_embedding_type)?;
+        let arch = BertArchitecture::new(
+            FactorizedEmbeddingConfig::bert(
+                self.vocab_size,
+                self.hidden_size,
+                self.max_position_embeddings,
+                self.type_vocab_size,
+            )
+            .with_layer_norm_eps(self.layer_norm_eps),
+            EncoderConfig::new(self.hidden_size, self.num_attention_heads, self.intermediate_size, self.num_hidden_layers)
+                .with_activation(Activation::from_hf(&self.hidden_act).map_err(crate::error::layer_config)?)
+                .with_layer_norm_eps(self.layer_norm_eps),
+        );
+        arch.validate()?;
+        Ok(arch)
+    }
+
+    /// Checks sizes and options (as [`BertConfig::architecture`]).
+    ///
+    /// # Errors
+    /// As [`BertConfig::architecture`].
+    pub fn validate(&self) -> Result<()> {
+        self.architecture().map(|_| ())
     }
 
     /// Width of one attention head.
@@ -201,110 +186,102 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads.max(1)
     }
 
-    /// Parameters of the encoder (embeddings and layers, no pooler).
-    /// Saturates at `usize::MAX` for sizes no machine can hold ([`validate`](Self::validate)
-    /// rejects those).
+    /// Parameters of the encoder (embeddings and layers, no pooler); saturates at `usize::MAX`
+    /// for configs [`BertConfig::validate`] rejects.
     pub fn num_params(&self) -> usize {
-        usize::try_from(self.params_u128()).unwrap_or(usize::MAX)
-    }
-
-    /// The parameter count, saturating at `u128::MAX` (no overflow for any sizes).
-    fn params_u128(&self) -> u128 {
-        use crate::error::Count;
-        let c = Count::from;
-        let (h, f, two, four) = (c(self.hidden_size), c(self.intermediate_size), c(2), c(4));
-        let tables = c(self.vocab_size) + c(self.max_position_embeddings) + c(self.type_vocab_size);
-        let emb = tables * h + two * h;
-        let layer = four * (h * h + h) + (h * f + f) + (f * h + h) + four * h;
-        (emb + c(self.num_hidden_layers) * layer).0
+        self.architecture().and_then(|a| a.num_params()).unwrap_or(usize::MAX)
     }
 
     /// A model with random weights (load a checkpoint into it with
     /// [`crate::load_bert_safetensors`], or use [`Bert::from_pretrained`]).
     ///
     /// # Errors
-    /// As [`BertConfig::validate`].
+    /// As [`BertConfig::architecture`].
     pub fn init(&self, device: &Device) -> Result<Bert> {
-        self.validate()?;
-        let (h, f) = (self.hidden_size, self.intermediate_size);
-        let lin = |i, o| LinearConfig::new(i, o).init(device);
-        let norm = || LayerNormConfig::new(h).with_epsilon(self.layer_norm_eps).init(device);
-        let layers = (0..self.num_hidden_layers)
-            .map(|_| BertLayer {
-                query: lin(h, h),
-                key: lin(h, h),
-                value: lin(h, h),
-                attn_out: lin(h, h),
-                attn_norm: norm(),
-                ffn_up: lin(h, f),
-                ffn_down: lin(f, h),
-                ffn_norm: norm(),
-            })
-            .collect();
-        Ok(Bert {
-            embeddings: BertEmbeddings {
-                word: EmbeddingConfig::new(self.vocab_size, h).init(device),
-                position: EmbeddingConfig::new(self.max_position_embeddings, h).init(device),
-                token_type: EmbeddingConfig::new(self.type_vocab_size, h).init(device),
-                norm: norm(),
-            },
-            layers,
-            heads: self.num_attention_heads,
-            act: HiddenAct::from_hf(&self.hidden_act)?,
-        })
+        self.architecture()?.init(device)
     }
 }
 
-/// Word, position and token-type tables and their LayerNorm.
-#[derive(Module, Debug)]
-pub struct BertEmbeddings {
-    /// Word pieces `[vocab, hidden]` (HF `embeddings.word_embeddings`).
-    pub word: Embedding,
-    /// Absolute positions `[max_positions, hidden]` (HF `embeddings.position_embeddings`).
-    pub position: Embedding,
-    /// Token types `[type_vocab, hidden]` (HF `embeddings.token_type_embeddings`).
-    pub token_type: Embedding,
-    /// HF `embeddings.LayerNorm`.
-    pub norm: LayerNorm,
+pub(crate) fn check_absolute(kind: &str) -> Result<()> {
+    if kind != "absolute" {
+        return Err(config_err(
+            "position_embedding_type",
+            kind,
+            "\"absolute\" (relative position encodings are not implemented)",
+        ));
+    }
+    Ok(())
 }
 
-/// One post-LayerNorm encoder layer (HF names in the field docs).
-#[derive(Module, Debug)]
-pub struct BertLayer {
-    /// `attention.self.query`.
-    pub query: Linear,
-    /// `attention.self.key`.
-    pub key: Linear,
-    /// `attention.self.value`.
-    pub value: Linear,
-    /// `attention.output.dense`.
-    pub attn_out: Linear,
-    /// `attention.output.LayerNorm`.
-    pub attn_norm: LayerNorm,
-    /// `intermediate.dense`.
-    pub ffn_up: Linear,
-    /// `output.dense`.
-    pub ffn_down: Linear,
-    /// `output.LayerNorm`.
-    pub ffn_norm: LayerNorm,
+/// What a BERT-family model is, in ember-layers' terms: its embedding and its encoder,
+/// including every block's width and the layer → block maps. [`Bert::architecture`] reads it
+/// off a model (after any shrinking or sharing); [`Bert::save`] writes it as `ember.json`.
+#[derive(Config, Debug)]
+pub struct BertArchitecture {
+    /// The embedding (ALBERT: factorized with a projection).
+    pub embedding: FactorizedEmbeddingConfig,
+    /// The encoder (post-norm, not causal).
+    pub encoder: EncoderConfig,
 }
 
-/// A BERT encoder. See the [module docs](self).
+impl BertArchitecture {
+    /// Checks that both parts are valid and fit each other.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] for an invalid part (naming the setting), when the embedding's
+    /// output width is not the encoder's, or the encoder is causal or pre-norm (not BERT).
+    pub fn validate(&self) -> Result<()> {
+        self.embedding.validate().map_err(crate::error::layer_config)?;
+        self.encoder.validate().map_err(crate::error::layer_config)?;
+        if self.embedding.hidden_size != self.encoder.d_model {
+            return Err(config_err(
+                "embedding.hidden_size",
+                self.embedding.hidden_size,
+                &format!("the encoder's width d_model = {}", self.encoder.d_model),
+            ));
+        }
+        if self.encoder.causal || self.encoder.norm_first {
+            return Err(config_err(
+                "encoder",
+                "causal or pre-norm",
+                "a bidirectional post-norm encoder (a BERT-family model)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parameters of the model (embedding and encoder).
+    ///
+    /// # Errors
+    /// As [`BertArchitecture::validate`].
+    pub fn num_params(&self) -> Result<usize> {
+        self.validate()?;
+        let (a, f, n) = self.encoder.num_params()?;
+        let total = [self.embedding.num_params()?, a, f, n].iter().try_fold(0usize, |s, &x| s.checked_add(x));
+        total.ok_or_else(|| config_err("sizes", "overflow", "a model this process can count"))
+    }
+
+    /// A model with random weights.
+    ///
+    /// # Errors
+    /// As [`BertArchitecture::validate`].
+    pub fn init(&self, device: &Device) -> Result<Bert> {
+        self.validate()?;
+        Ok(Bert { embeddings: self.embedding.init(device)?, encoder: self.encoder.init(device)? })
+    }
+}
+
+/// A BERT-family encoder. See the [module docs](self).
 #[derive(Module, Debug)]
 pub struct Bert {
-    /// The embedding block.
-    pub embeddings: BertEmbeddings,
-    /// The layers (HF `encoder.layer`).
-    pub layers: Vec<BertLayer>,
-    /// Attention heads.
-    #[module(skip)]
-    pub heads: usize,
-    /// Feed-forward activation.
-    #[module(skip)]
-    pub act: HiddenAct,
+    /// The embedding block (Hugging Face `embeddings`, and ALBERT's
+    /// `encoder.embedding_hidden_mapping_in` as its projection).
+    pub embeddings: FactorizedEmbedding,
+    /// The layers (Hugging Face `encoder.layer` / `encoder.albert_layer_groups`).
+    pub encoder: Encoder,
 }
 
-/// What [`Bert::forward`] returns.
+/// What [`Bert::try_forward`] returns.
 #[derive(Debug, Clone)]
 pub struct BertOutput {
     /// The last layer's hidden states `[batch, seq, hidden]`.
@@ -313,51 +290,48 @@ pub struct BertOutput {
     pub hidden_states: Vec<Tensor<3>>,
     /// With `collect`: every layer's attention probabilities `[batch, heads, seq, seq]`.
     pub attentions: Vec<Tensor<4>>,
-    /// With `collect`: every layer's value vectors `[batch, heads, seq, head_dim]` (MiniLM's
+    /// With `collect`: every layer's value vectors `[batch, seq, heads · head_dim]` (MiniLM's
     /// value-relation distillation).
-    pub values: Vec<Tensor<4>>,
+    pub values: Vec<Tensor<3>>,
 }
 
-impl BertLayer {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        bias: Option<Tensor<4>>,
-        heads: usize,
-        act: HiddenAct,
-    ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
-        let [b, s, h] = x.dims();
-        let d = h / heads;
-        let split = |t: Tensor<3>| t.reshape([b, s, heads, d]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
-        let mut scores = q.matmul(k.transpose()) / (d as f64).sqrt();
-        if let Some(bias) = bias {
-            scores = scores + bias;
-        }
-        let probs = softmax(scores, 3);
-        let ctx = probs.clone().matmul(v.clone()).swap_dims(1, 2).reshape([b, s, h]);
-        let a = self.attn_norm.forward(self.attn_out.forward(ctx) + x);
-        let f = self.ffn_down.forward(act.apply(self.ffn_up.forward(a.clone())));
-        (self.ffn_norm.forward(f + a), probs, v)
-    }
+fn bad<T>(what: &str, message: String) -> Result<T> {
+    Err(ModelError::Input { what: what.into(), message })
 }
 
 impl Bert {
     /// Model width.
     pub fn hidden_size(&self) -> usize {
-        self.embeddings.word.d_model()
+        self.embeddings.hidden_size()
     }
 
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
-        self.embeddings.word.n_embedding()
+        self.embeddings.vocab_size()
     }
 
     /// Longest sequence.
     pub fn max_positions(&self) -> usize {
-        self.embeddings.position.n_embedding()
+        self.embeddings.max_positions()
+    }
+
+    /// Layers.
+    pub fn n_layers(&self) -> usize {
+        self.encoder.n_layers()
+    }
+
+    /// The device of the model's parameters.
+    pub fn device(&self) -> Device {
+        self.embeddings.word.weight.device()
+    }
+
+    /// The model's architecture, read off its modules (after shrinking or sharing, the shape
+    /// it has now).
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] for an encoder assembled by hand that no config describes.
+    pub fn architecture(&self) -> Result<BertArchitecture> {
+        Ok(BertArchitecture::new(self.embeddings.config(), self.encoder.config()?))
     }
 
     /// Runs the encoder on `ids` `[batch, seq]` with optional `token_types` (zeros when
@@ -366,8 +340,8 @@ impl Bert {
     ///
     /// # Errors
     /// [`ModelError::Input`] when a sequence is longer than the position table or the shapes
-    /// of `token_types` / `pad_mask` differ from `ids`. (Ids outside the vocabulary are checked
-    /// by [`crate::Encoded`] on the host; here they would panic in Burn's gather.)
+    /// of `token_types` / `pad_mask` differ from `ids`; [`ModelError::Layers`] for an id or token
+    /// type outside its table (checked with one read from the device).
     pub fn try_forward(
         &self,
         ids: Tensor<2, Int>,
@@ -376,7 +350,6 @@ impl Bert {
         collect: bool,
     ) -> Result<BertOutput> {
         let [b, s] = ids.dims();
-        let bad = |what: &str, message: String| Err(ModelError::Input { what: what.into(), message });
         if s > self.max_positions() {
             return bad(
                 "ids",
@@ -393,35 +366,14 @@ impl Bert {
         {
             return bad("pad_mask", format!("shape {:?}, expected the ids' [{b}, {s}]", m.dims()));
         }
-        let device = ids.device();
-        let positions = Tensor::<1, Int>::arange(0..s as i64, &device).unsqueeze::<2>().repeat_dim(0, b);
-        let types = token_types.unwrap_or_else(|| Tensor::zeros([b, s], &device));
-        let e = &self.embeddings;
-        let mut x = e.norm.forward(e.word.forward(ids) + e.position.forward(positions) + e.token_type.forward(types));
-        // Additive mask at padded keys: −1e4 underflows exp() to 0 next to any real score and
-        // stays finite in f16 (HF uses the dtype's minimum), so a fully padded row is uniform
-        // rather than NaN.
-        let bias = pad_mask.map(|m| (m.float() * -1.0e4).reshape([b, 1, 1, s]));
-        let mut out = BertOutput {
-            last_hidden: x.clone(),
-            hidden_states: Vec::new(),
-            attentions: Vec::new(),
-            values: Vec::new(),
-        };
-        if collect {
-            out.hidden_states.push(x.clone());
-        }
-        for layer in &self.layers {
-            let (y, probs, v) = layer.forward(x, bias.clone(), self.heads, self.act);
-            x = y;
-            if collect {
-                out.hidden_states.push(x.clone());
-                out.attentions.push(probs);
-                out.values.push(v);
-            }
-        }
-        out.last_hidden = x;
-        Ok(out)
+        let x = self.embeddings.forward(ids, token_types)?;
+        let out = self.encoder.try_forward(x, pad_mask, collect)?;
+        Ok(BertOutput {
+            last_hidden: out.hidden,
+            hidden_states: out.hidden_states,
+            attentions: out.attentions,
+            values: out.values,
+        })
     }
 
     /// [`Bert::try_forward`] that panics on invalid inputs.
@@ -446,11 +398,72 @@ impl Bert {
     /// # Errors
     /// [`ModelError::Input`] for ids outside the vocabulary, or as [`Bert::try_forward`].
     pub fn embed(&self, batch: &crate::Encoded) -> Result<Tensor<2>> {
-        batch.check(self.vocab_size(), self.embeddings.token_type.n_embedding())?;
-        let device = self.embeddings.word.weight.device();
-        let (ids, types, pad) = batch.tensors(&device);
-        let out = self.try_forward(ids, Some(types), Some(pad.clone()), false)?;
+        batch.check(self.vocab_size(), self.embeddings.type_vocab_size().max(1))?;
+        let (ids, types, pad) = batch.tensors(&self.device());
+        let types = (self.embeddings.type_vocab_size() > 0).then_some(types);
+        let out = self.try_forward(ids, types, Some(pad.clone()), false)?;
         Ok(l2_normalize(mean_pool(out.last_hidden, pad)))
+    }
+
+    /// The model with attention block `block` narrowed to the heads in `keep` (ascending).
+    /// BERT has one block per layer; an ALBERT block is shared by its layers, which all lose
+    /// the heads.
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] for a block out of range, an invalid `keep` or an int8 model.
+    pub fn retain_heads(&self, block: usize, keep: &[usize]) -> Result<Bert> {
+        Ok(Bert { embeddings: self.embeddings.clone(), encoder: self.encoder.retain_heads(block, keep)? })
+    }
+
+    /// The model with feed-forward block `block` narrowed to the neurons in `keep`.
+    ///
+    /// # Errors
+    /// As [`Bert::retain_heads`].
+    pub fn retain_neurons(&self, block: usize, keep: &[usize]) -> Result<Bert> {
+        Ok(Bert { embeddings: self.embeddings.clone(), encoder: self.encoder.retain_neurons(block, keep)? })
+    }
+
+    /// The model with only the layers in `keep` (0-based, ascending): DistilBERT-style
+    /// students (`[1, 3, 5]` of a 6-layer teacher).
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] for an empty, unsorted or out-of-range `keep`.
+    pub fn retain_layers(&self, keep: &[usize]) -> Result<Bert> {
+        Ok(Bert { embeddings: self.embeddings.clone(), encoder: self.encoder.retain_layers(keep)? })
+    }
+
+    /// An ALBERT-style student: the layers in `n_groups` groups sharing their blocks as
+    /// `sharing` says, each shared block initialised from its group's layers by `init` (see
+    /// `ember_layers::Encoder::to_shared`). The embedding is kept.
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] as `Encoder::to_shared`.
+    pub fn to_shared(&self, sharing: SharingMode, n_groups: usize, init: SharedInit) -> Result<Bert> {
+        Ok(Bert { embeddings: self.embeddings.clone(), encoder: self.encoder.to_shared(sharing, n_groups, init)? })
+    }
+
+    /// Saves the model (float or int8) to the directory `dir` (created if missing) in Ember's
+    /// layout: `ember.json` (the [`BertArchitecture`] and the layout version) and
+    /// `model.ember.safetensors` (every parameter by path: f32, or int8 with scales, see
+    /// `ember_quant::save_quantized`). Returns the weight file's size in bytes.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] when the directory or a file cannot be written; as
+    /// [`Bert::architecture`].
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<u64> {
+        crate::save::save_model(self, dir.as_ref(), crate::save::ModelKind::Bert, &self.architecture()?)
+    }
+
+    /// Loads a model saved by [`Bert::save`] onto `device`.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] for missing files; [`ModelError::Checkpoint`] for a directory of
+    /// another model kind or layout version (files saved before Ember's layout 2 name their
+    /// version), a malformed `ember.json`, or weights that do not fit it.
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Bert> {
+        let (arch, weights): (BertArchitecture, _) = crate::save::read_model(dir.as_ref(), crate::save::ModelKind::Bert)?;
+        let skeleton = arch.init(device)?;
+        crate::save::load_weights(skeleton, &weights)
     }
 }
 

@@ -1,29 +1,34 @@
-//! A small GPT-style causal language model, trained in the project.
+//! A small GPT-style causal language model, composed of ember-layers blocks.
 //!
-//! Pre-LayerNorm decoder blocks (causal multi-head self-attention, GELU feed-forward), learned
-//! absolute positions, a final LayerNorm and a language-model head tied to the token table by
-//! default. ALBERT's two savings are options: a **factorized embedding** (`embedding_size`
-//! `E < d_model`: tokens live in `E` dimensions, projected to `d_model` and back for the tied
-//! head) and **cross-layer sharing** ([`ember_layers::SharingMode`]: all, attention only or
-//! feed-forward only, each block with its LayerNorm).
+//! A [`FactorizedEmbedding`] (tokens and learned absolute positions, no LayerNorm), a pre-norm
+//! causal [`Encoder`] (the same attention and feed-forward blocks as BERT, with a causal mask),
+//! a final LayerNorm and a language-model head tied to the token table by default. ALBERT's two
+//! savings are options: a **factorized embedding** (`embedding_size` `E < d_model`: tokens and
+//! positions live in `E` dimensions, projected to `d_model`, and back for the tied head) and
+//! **cross-layer sharing** ([`SharingMode`]: all, attention only or feed-forward only, each
+//! block with its LayerNorm).
 //!
-//! Every linear layer is an [`ember_quant::Linear`] and the token table an
-//! [`ember_quant::Embedding`] (the tied head then runs the int8 GEMM once quantized), so the
-//! same model is trained, distilled, pruned and quantized with the other Ember crates.
-//! [`ByteTokenizer`] maps any text to bytes (vocabulary 256), so no tokenizer file is needed.
+//! Every linear layer is an `ember_quant::Linear` and the token table an
+//! `ember_quant::Embedding` (the tied head then runs the int8 GEMM once quantized), so the same
+//! model is trained, distilled, pruned (physically too: [`CausalLm::retain_heads`], …) and
+//! quantized with the other Ember crates. [`ByteTokenizer`] maps any text to bytes
+//! (vocabulary 256), so no tokenizer file is needed.
 //!
 //! No pretrained causal-LM checkpoint is loaded: none is available to the project's tests, and
 //! an untested GPT-2 loader would be a claim without evidence.
 
 use crate::error::{ModelError, Result, check_eps, check_nonzero, config_err};
-use crate::gelu::gelu;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ember_layers::SharingMode;
-use ember_quant::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use ember_layers::{
+    Activation, Encoder, EncoderConfig, EncoderLayout, FactorizedEmbedding, FactorizedEmbeddingConfig, SharedInit,
+    SharingMode,
+};
+use ember_quant::{Linear, LinearConfig};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// Configuration of [`CausalLm`] (serde, so it can live in a recipe).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,8 +51,8 @@ pub struct CausalLmConfig {
     /// Cross-layer parameter sharing.
     #[serde(default)]
     pub sharing: SharingMode,
-    /// Layers per sharing group (ALBERT shares across all layers: `n_layers`). Ignored without
-    /// sharing.
+    /// Layers per sharing group (ALBERT shares across all layers: `n_layers`); the last group
+    /// may be shorter. Ignored without sharing.
     #[serde(default)]
     pub share_group: Option<usize>,
     /// Tie the output head to the token table (default true).
@@ -56,6 +61,12 @@ pub struct CausalLmConfig {
     /// LayerNorm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// Explicit per-block head counts, FFN widths and layer → block maps, replacing `n_heads`,
+    /// `d_ff`, `sharing` and `share_group` for the decoder (what a shrunk model's
+    /// [`CausalLm::config`] records; `n_heads` then only fixes the head width,
+    /// `d_model / n_heads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<EncoderLayout>,
 }
 
 fn yes() -> bool {
@@ -87,6 +98,7 @@ impl CausalLmConfig {
             share_group: None,
             tie_embeddings: true,
             layer_norm_eps: default_eps(),
+            layout: None,
         }
     }
 
@@ -103,10 +115,51 @@ impl CausalLmConfig {
         self
     }
 
+    fn group(&self) -> usize {
+        if self.sharing == SharingMode::None { 1 } else { self.share_group.unwrap_or(self.n_layers).max(1) }
+    }
+
+    /// The embedding this config builds.
+    pub fn embedding(&self) -> FactorizedEmbeddingConfig {
+        let e = self.embedding_size.unwrap_or(self.d_model);
+        FactorizedEmbeddingConfig::new(self.vocab_size, e, self.d_model)
+            .with_max_positions(self.max_seq_len)
+            .with_type_vocab_size(0)
+            .with_layer_norm(false)
+            .with_projection(self.embedding_size.is_some())
+    }
+
+    /// The decoder stack this config builds (pre-norm, causal).
+    pub fn decoder(&self) -> EncoderConfig {
+        let layout = self.layout.clone().unwrap_or_else(|| {
+            let group = self.group();
+            let shared = |yes: bool| -> Vec<usize> {
+                (0..self.n_layers).map(|l| if yes { l / group } else { l }).collect()
+            };
+            let attention_index = shared(matches!(self.sharing, SharingMode::All | SharingMode::Attention));
+            let feed_forward_index = shared(matches!(self.sharing, SharingMode::All | SharingMode::FeedForward));
+            let blocks = |index: &[usize]| index.iter().max().map_or(0, |m| m + 1);
+            EncoderLayout {
+                attention_heads: vec![self.n_heads; blocks(&attention_index)],
+                ffn_widths: vec![self.d_ff; blocks(&feed_forward_index)],
+                attention_index,
+                feed_forward_index,
+            }
+        });
+        EncoderConfig::new(self.d_model, self.n_heads, self.d_ff, self.n_layers)
+            .with_norm_first(true)
+            .with_causal(true)
+            .with_activation(Activation::Gelu)
+            .with_layer_norm_eps(self.layer_norm_eps)
+            .with_layout(Some(layout))
+            .simplified()
+    }
+
     /// Checks sizes and options.
     ///
     /// # Errors
-    /// [`ModelError::Config`] naming the field.
+    /// [`ModelError::Config`] naming the field; [`ModelError::Layers`] for an inconsistent
+    /// `layout`.
     pub fn validate(&self) -> Result<()> {
         check_nonzero(&[
             ("vocab_size", self.vocab_size),
@@ -129,51 +182,39 @@ impl CausalLmConfig {
             return Err(config_err("share_group", g, &format!("1..={} layers", self.n_layers)));
         }
         check_eps(self.layer_norm_eps)?;
-        crate::error::check_addressable(self.params_u128())
-    }
-
-    fn group(&self) -> usize {
-        if self.sharing == SharingMode::None { 1 } else { self.share_group.unwrap_or(self.n_layers).max(1) }
+        if self.n_layers > 1 << 20 {
+            return Err(config_err("n_layers", self.n_layers, "at most 2^20 layers"));
+        }
+        self.embedding().validate().map_err(crate::error::layer_config)?;
+        self.decoder().validate().map_err(crate::error::layer_config)?;
+        self.params().map(|_| ())
     }
 
     /// Distinct attention and feed-forward blocks after sharing.
     pub fn distinct_blocks(&self) -> (usize, usize) {
-        let groups = self.n_layers.div_ceil(self.group());
-        match self.sharing {
-            SharingMode::None => (self.n_layers, self.n_layers),
-            SharingMode::All => (groups, groups),
-            SharingMode::Attention => (groups, self.n_layers),
-            SharingMode::FeedForward => (self.n_layers, groups),
-        }
+        self.decoder().distinct_blocks()
     }
 
-    /// Parameters, by the same formula the modules follow.
-    /// Saturates at `usize::MAX` for sizes no machine can hold ([`validate`](Self::validate)
-    /// rejects those).
-    pub fn num_params(&self) -> usize {
-        usize::try_from(self.params_u128()).unwrap_or(usize::MAX)
-    }
-
-    /// The parameter count, saturating at `u128::MAX` (no overflow for any sizes).
-    fn params_u128(&self) -> u128 {
-        use crate::error::Count;
-        let c = Count::from;
-        let (h, f, v) = (c(self.d_model), c(self.d_ff), c(self.vocab_size));
-        let e = self.embedding_size.map_or(h, c);
-        let (two, four) = (c(2), c(4));
-        let mut n = v * e + c(self.max_seq_len) * h + two * h; // tables + final norm
-        if self.embedding_size.is_some() {
-            n += e * h + h; // in projection
-            if self.tie_embeddings {
-                n += h * e + e; // out projection for the tied head
-            }
+    fn params(&self) -> Result<usize> {
+        let (a, f, n) = self.decoder().num_params().map_err(crate::error::layer_config)?;
+        let (h, e, v) = (self.d_model as u128, self.embedding_size.unwrap_or(self.d_model) as u128, self.vocab_size as u128);
+        let mut extra = 2 * h; // final norm
+        if self.embedding_size.is_some() && self.tie_embeddings {
+            extra += h * e + e; // out projection for the tied head
         }
         if !self.tie_embeddings {
-            n += h * v + v;
+            extra += h * v + v;
         }
-        let (a, m) = self.distinct_blocks();
-        let total = n + c(a) * (four * (h * h + h) + two * h) + c(m) * (h * f + f + f * h + h + two * h);
-        total.0
+        let emb = self.embedding().num_params().map_err(crate::error::layer_config)?;
+        let total = emb as u128 + a as u128 + f as u128 + n as u128 + extra;
+        crate::error::check_addressable(total)?;
+        Ok(total as usize)
+    }
+
+    /// Parameters, by the same formulas the modules follow (ember-layers' accounting).
+    /// Saturates at `usize::MAX` for configs [`validate`](Self::validate) rejects.
+    pub fn num_params(&self) -> usize {
+        self.validate().and_then(|_| self.params()).unwrap_or(usize::MAX)
     }
 
     /// A model with random weights.
@@ -182,94 +223,33 @@ impl CausalLmConfig {
     /// As [`CausalLmConfig::validate`].
     pub fn init(&self, device: &Device) -> Result<CausalLm> {
         self.validate()?;
-        let (h, f, v) = (self.d_model, self.d_ff, self.vocab_size);
+        let (h, v) = (self.d_model, self.vocab_size);
         let e = self.embedding_size.unwrap_or(h);
         let lin = |i, o| LinearConfig::new(i, o).init(device);
-        let norm = |d| LayerNormConfig::new(d).with_epsilon(self.layer_norm_eps).init(device);
-        let (na, nm) = self.distinct_blocks();
-        let group = self.group();
-        let index =
-            |shared: bool| -> Vec<usize> { (0..self.n_layers).map(|l| if shared { l / group } else { l }).collect() };
-        let share_attn = matches!(self.sharing, SharingMode::All | SharingMode::Attention);
-        let share_ffn = matches!(self.sharing, SharingMode::All | SharingMode::FeedForward);
         Ok(CausalLm {
-            tok: EmbeddingConfig::new(v, e).init(device),
-            pos: EmbeddingConfig::new(self.max_seq_len, h).init(device),
-            proj_in: self.embedding_size.map(|_| lin(e, h)),
-            attn: (0..na)
-                .map(|_| CausalAttention {
-                    norm: norm(h),
-                    query: lin(h, h),
-                    key: lin(h, h),
-                    value: lin(h, h),
-                    out: lin(h, h),
-                })
-                .collect(),
-            ffn: (0..nm).map(|_| Mlp { norm: norm(h), up: lin(h, f), down: lin(f, h) }).collect(),
-            norm: norm(h),
+            embeddings: self.embedding().init(device)?,
+            decoder: self.decoder().init(device)?,
+            norm: LayerNormConfig::new(h).with_epsilon(self.layer_norm_eps).init(device),
             proj_out: (self.embedding_size.is_some() && self.tie_embeddings).then(|| lin(h, e)),
             head: (!self.tie_embeddings).then(|| lin(h, v)),
-            attn_index: index(share_attn),
-            ffn_index: index(share_ffn),
-            heads: self.n_heads,
         })
     }
-}
-
-/// Pre-LN causal self-attention.
-#[derive(Module, Debug)]
-pub struct CausalAttention {
-    /// LayerNorm before attention.
-    pub norm: LayerNorm,
-    /// Query projection.
-    pub query: Linear,
-    /// Key projection.
-    pub key: Linear,
-    /// Value projection.
-    pub value: Linear,
-    /// Output projection.
-    pub out: Linear,
-}
-
-/// Pre-LN GELU feed-forward block.
-#[derive(Module, Debug)]
-pub struct Mlp {
-    /// LayerNorm before the block.
-    pub norm: LayerNorm,
-    /// `d_model → d_ff`.
-    pub up: Linear,
-    /// `d_ff → d_model`.
-    pub down: Linear,
 }
 
 /// A GPT-style causal LM. See the [module docs](self).
 #[derive(Module, Debug)]
 pub struct CausalLm {
-    /// Token table `[vocab, E]`.
-    pub tok: Embedding,
-    /// Position table `[max_seq_len, d_model]`.
-    pub pos: Embedding,
-    /// Factorized embedding projection `E → d_model`.
-    pub proj_in: Option<Linear>,
-    /// Distinct attention blocks (fewer than layers when shared).
-    pub attn: Vec<CausalAttention>,
-    /// Distinct feed-forward blocks.
-    pub ffn: Vec<Mlp>,
+    /// Token table `[vocab, E]`, positions `[max_seq_len, E]`, projection `E → d_model` when
+    /// factorized.
+    pub embeddings: FactorizedEmbedding,
+    /// The pre-norm causal decoder blocks (fewer blocks than layers when shared).
+    pub decoder: Encoder,
     /// Final LayerNorm.
     pub norm: LayerNorm,
     /// `d_model → E` before the tied head of a factorized model.
     pub proj_out: Option<Linear>,
     /// Untied head `d_model → vocab`.
     pub head: Option<Linear>,
-    /// Attention block of each layer.
-    #[module(skip)]
-    pub attn_index: Vec<usize>,
-    /// Feed-forward block of each layer.
-    #[module(skip)]
-    pub ffn_index: Vec<usize>,
-    /// Attention heads.
-    #[module(skip)]
-    pub heads: usize,
 }
 
 /// What [`CausalLm::try_forward`] returns.
@@ -283,46 +263,71 @@ pub struct CausalLmOutput {
     pub attentions: Vec<Tensor<4>>,
 }
 
-fn causal_bias(s: usize, device: &Device) -> Tensor<4> {
-    let v: Vec<f32> = (0..s * s).map(|i| if i % s > i / s { -1.0e4 } else { 0.0 }).collect();
-    Tensor::<2>::from_data(TensorData::new(v, [s, s]), device).reshape([1, 1, s, s])
-}
-
-impl CausalAttention {
-    fn forward(&self, x: Tensor<3>, bias: Tensor<4>, heads: usize) -> (Tensor<3>, Tensor<4>) {
-        let [b, s, h] = x.dims();
-        let d = h / heads;
-        let n = self.norm.forward(x.clone());
-        let split = |t: Tensor<3>| t.reshape([b, s, heads, d]).swap_dims(1, 2);
-        let q = split(self.query.forward(n.clone()));
-        let k = split(self.key.forward(n.clone()));
-        let v = split(self.value.forward(n));
-        let probs = softmax(q.matmul(k.transpose()) / (d as f64).sqrt() + bias, 3);
-        let ctx = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, s, h]);
-        (x + self.out.forward(ctx), probs)
-    }
-}
-
-impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        x.clone() + self.down.forward(gelu(self.up.forward(self.norm.forward(x))))
-    }
-}
-
 impl CausalLm {
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
-        self.tok.n_embedding()
+        self.embeddings.vocab_size()
     }
 
     /// Longest context.
     pub fn max_seq_len(&self) -> usize {
-        self.pos.n_embedding()
+        self.embeddings.max_positions()
     }
 
     /// Layers.
     pub fn n_layers(&self) -> usize {
-        self.attn_index.len()
+        self.decoder.n_layers()
+    }
+
+    /// The device of the model's parameters.
+    pub fn device(&self) -> Device {
+        self.embeddings.word.weight.device()
+    }
+
+    /// The config that builds a model of this shape (per-block widths in `layout` after
+    /// shrinking).
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] for a decoder assembled by hand that no config describes.
+    pub fn config(&self) -> Result<CausalLmConfig> {
+        let dec = self.decoder.config()?;
+        let e = self.embeddings.config();
+        let head_dim = self.decoder.attention.first().map_or(1, |a| a.head_dim);
+        let mut c = CausalLmConfig::new(
+            e.vocab_size,
+            dec.d_model,
+            dec.n_layers,
+            dec.d_model / head_dim.max(1),
+            dec.d_ff,
+            e.max_positions,
+        );
+        c.embedding_size = e.projection.then_some(e.embedding_size);
+        c.tie_embeddings = self.head.is_none();
+        c.layer_norm_eps = self.decoder.layer_norm_eps;
+        c.layout = Some(self.decoder.layout());
+        // Without a layout when the uniform fields say the same.
+        let uniform = |sharing: SharingMode, group: usize| {
+            let mut u = c.clone();
+            u.layout = None;
+            u.n_heads = dec.n_heads;
+            u.sharing = sharing;
+            u.share_group = (sharing != SharingMode::None).then_some(group);
+            u
+        };
+        let n = c.n_layers;
+        let candidates = [(SharingMode::None, 1)]
+            .into_iter()
+            .chain([SharingMode::All, SharingMode::Attention, SharingMode::FeedForward].into_iter().flat_map(|m| {
+                (1..=n).map(move |g| (m, g))
+            }));
+        let layout = self.decoder.layout();
+        for (sharing, group) in candidates {
+            let u = uniform(sharing, group);
+            if u.n_heads * head_dim == u.d_model && u.decoder().resolved_layout().is_ok_and(|l| l == layout) {
+                return Ok(u);
+            }
+        }
+        Ok(c)
     }
 
     /// Next-token logits for `ids` `[batch, seq]` (`seq ≤ max_seq_len`); with `collect`, also
@@ -340,33 +345,15 @@ impl CausalLm {
             });
         }
         check_range("ids", ids.clone(), self.vocab_size(), None)?;
-        let device = ids.device();
-        let positions = Tensor::<1, Int>::arange(0..s as i64, &device).unsqueeze::<2>().repeat_dim(0, b);
-        let mut t = self.tok.forward(ids);
-        if let Some(p) = &self.proj_in {
-            t = p.forward(t);
-        }
-        let mut x = t + self.pos.forward(positions);
-        let bias = causal_bias(s, &device);
-        let mut out = CausalLmOutput { logits: x.clone(), hidden_states: Vec::new(), attentions: Vec::new() };
-        if collect {
-            out.hidden_states.push(x.clone());
-        }
-        for (&a, &m) in self.attn_index.iter().zip(&self.ffn_index) {
-            let (y, probs) = self.attn[a].forward(x, bias.clone(), self.heads);
-            x = self.ffn[m].forward(y);
-            if collect {
-                out.hidden_states.push(x.clone());
-                out.attentions.push(probs);
-            }
-        }
-        let x = self.norm.forward(x);
-        out.logits = match (&self.head, &self.proj_out) {
+        let x = self.embeddings.forward(ids, None)?;
+        let out = self.decoder.try_forward(x, None, collect)?;
+        let x = self.norm.forward(out.hidden);
+        let logits = match (&self.head, &self.proj_out) {
             (Some(head), _) => head.forward(x),
-            (None, Some(p)) => self.tok.try_tied_logits(p.forward(x))?,
-            (None, None) => self.tok.try_tied_logits(x)?,
+            (None, Some(p)) => self.embeddings.tied_logits(p.forward(x))?,
+            (None, None) => self.embeddings.tied_logits(x)?,
         };
-        Ok(out)
+        Ok(CausalLmOutput { logits, hidden_states: out.hidden_states, attentions: out.attentions })
     }
 
     /// Logits `[batch, seq, vocab]`.
@@ -378,6 +365,62 @@ impl CausalLm {
             Ok(o) => o.logits,
             Err(e) => panic!("CausalLm::forward: {e}"),
         }
+    }
+
+    fn with_decoder(&self, decoder: Encoder) -> CausalLm {
+        CausalLm { decoder, ..self.clone() }
+    }
+
+    /// The model with attention block `block` narrowed to the heads in `keep`.
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] for a block out of range, an invalid `keep` or an int8 model.
+    pub fn retain_heads(&self, block: usize, keep: &[usize]) -> Result<CausalLm> {
+        Ok(self.with_decoder(self.decoder.retain_heads(block, keep)?))
+    }
+
+    /// The model with feed-forward block `block` narrowed to the neurons in `keep`.
+    ///
+    /// # Errors
+    /// As [`CausalLm::retain_heads`].
+    pub fn retain_neurons(&self, block: usize, keep: &[usize]) -> Result<CausalLm> {
+        Ok(self.with_decoder(self.decoder.retain_neurons(block, keep)?))
+    }
+
+    /// The model with only the layers in `keep` (0-based, ascending).
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] for an empty, unsorted or out-of-range `keep`.
+    pub fn retain_layers(&self, keep: &[usize]) -> Result<CausalLm> {
+        Ok(self.with_decoder(self.decoder.retain_layers(keep)?))
+    }
+
+    /// The model with its layers in `n_groups` groups sharing blocks (see
+    /// `ember_layers::Encoder::to_shared`).
+    ///
+    /// # Errors
+    /// [`ModelError::Layers`] as `Encoder::to_shared`.
+    pub fn to_shared(&self, sharing: SharingMode, n_groups: usize, init: SharedInit) -> Result<CausalLm> {
+        Ok(self.with_decoder(self.decoder.to_shared(sharing, n_groups, init)?))
+    }
+
+    /// Saves the model (float or int8) to `dir` with its config (see [`crate::save`]);
+    /// returns the weight file's size in bytes.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] when the directory or a file cannot be written.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<u64> {
+        crate::save::save_model(self, dir.as_ref(), crate::save::ModelKind::CausalLm, &self.config()?)
+    }
+
+    /// Loads a model saved by [`CausalLm::save`] onto `device`.
+    ///
+    /// # Errors
+    /// As `Bert::load`.
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<CausalLm> {
+        let (config, weights): (CausalLmConfig, _) =
+            crate::save::read_model(dir.as_ref(), crate::save::ModelKind::CausalLm)?;
+        crate::save::load_weights(config.init(device)?, &weights)
     }
 }
 

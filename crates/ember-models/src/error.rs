@@ -84,7 +84,8 @@ pub enum ModelError {
     /// An error from ember-quant (quantizing, saving or loading an int8 model).
     #[error(transparent)]
     Quant(#[from] ember_quant::QuantError),
-    /// An error from ember-layers (the causal LM's blocks).
+    /// An error from ember-layers (the models' blocks: invalid sizes, inputs, or structural
+    /// edits such as removing every head).
     #[error(transparent)]
     Layers(#[from] ember_layers::LayerError),
 }
@@ -101,37 +102,6 @@ pub(crate) fn check_nonzero(sizes: &[(&str, usize)]) -> Result<()> {
     match sizes.iter().find(|(_, v)| *v == 0) {
         Some((what, _)) => Err(config_err(what, 0, "at least 1")),
         None => Ok(()),
-    }
-}
-
-/// A parameter count that saturates instead of overflowing (sizes from a config can be any
-/// `usize`), so that formulas read as they do on paper.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub(crate) struct Count(pub(crate) u128);
-
-impl From<usize> for Count {
-    fn from(v: usize) -> Self {
-        Count(v as u128)
-    }
-}
-
-impl std::ops::Add for Count {
-    type Output = Count;
-    fn add(self, rhs: Count) -> Count {
-        Count(self.0.saturating_add(rhs.0))
-    }
-}
-
-impl std::ops::Mul for Count {
-    type Output = Count;
-    fn mul(self, rhs: Count) -> Count {
-        Count(self.0.saturating_mul(rhs.0))
-    }
-}
-
-impl std::ops::AddAssign for Count {
-    fn add_assign(&mut self, rhs: Count) {
-        *self = *self + rhs;
     }
 }
 
@@ -153,4 +123,19 @@ pub(crate) fn check_addressable(params: u128) -> Result<()> {
 /// `layer_norm_eps` must be finite and positive.
 pub(crate) fn check_eps(eps: f64) -> Result<()> {
     if eps.is_finite() && eps > 0.0 { Ok(()) } else { Err(config_err("layer_norm_eps", eps, "a finite value > 0")) }
+}
+
+/// A text file's contents, or [`ModelError::Io`] naming it.
+pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })
+}
+
+/// An invalid ember-layers config as the model config error it is (naming the setting).
+pub(crate) fn layer_config(e: ember_layers::LayerError) -> ModelError {
+    match e {
+        ember_layers::LayerError::InvalidConfig { what, value, expected } => {
+            ModelError::Config { what: what.into(), value, expected }
+        }
+        other => ModelError::Layers(other),
+    }
 }

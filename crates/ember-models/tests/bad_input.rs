@@ -159,7 +159,7 @@ fn bad_input_checkpoint_missing_a_layer_norm() {
         matches!(&e, ModelError::MissingTensor { tensor, .. } if tensor == "encoder.layer.0.output.LayerNorm.bias"),
         "{e}"
     );
-    assert!(e.to_string().contains("is missing (the model's `layers.0.ffn_norm.bias` needs it)"), "{e}");
+    assert!(e.to_string().contains("is missing (the model's `encoder.feed_forward_norm.0.bias` needs it)"), "{e}");
 }
 
 #[test]

@@ -75,16 +75,16 @@ fn checkpoint_tensors_land_in_the_right_places() {
     assert_eq!(report.ignored, vec!["pooler.dense.weight".to_string()]);
     // Linear weights transposed to [in, out].
     let (shape, q) = &t["encoder.layer.1.attention.self.query.weight"];
-    assert_eq!(host(m.layers[1].query.weight.val()), transpose(q, shape[0], shape[1]));
+    assert_eq!(host(m.encoder.attention[1].query.weight.val()), transpose(q, shape[0], shape[1]));
     let (shape, up) = &t["encoder.layer.0.intermediate.dense.weight"];
-    assert_eq!(m.layers[0].ffn_up.weight.val().dims(), [8, 16]);
-    assert_eq!(host(m.layers[0].ffn_up.weight.val()), transpose(up, shape[0], shape[1]));
-    assert_eq!(host(m.layers[0].ffn_up.bias.as_ref().unwrap().val()), t["encoder.layer.0.intermediate.dense.bias"].1);
+    assert_eq!(m.encoder.feed_forward[0].inner.weight.val().dims(), [8, 16]);
+    assert_eq!(host(m.encoder.feed_forward[0].inner.weight.val()), transpose(up, shape[0], shape[1]));
+    assert_eq!(host(m.encoder.feed_forward[0].inner.bias.as_ref().unwrap().val()), t["encoder.layer.0.intermediate.dense.bias"].1);
     // LayerNorm weight/bias → gamma/beta; embeddings as stored.
-    assert_eq!(host(m.layers[1].ffn_norm.gamma.val()), t["encoder.layer.1.output.LayerNorm.weight"].1);
-    assert_eq!(host(m.layers[1].ffn_norm.beta.as_ref().unwrap().val()), t["encoder.layer.1.output.LayerNorm.bias"].1);
+    assert_eq!(host(m.encoder.feed_forward_norm[1].gamma.val()), t["encoder.layer.1.output.LayerNorm.weight"].1);
+    assert_eq!(host(m.encoder.feed_forward_norm[1].beta.as_ref().unwrap().val()), t["encoder.layer.1.output.LayerNorm.bias"].1);
     assert_eq!(host(m.embeddings.word.weight.val()), t["embeddings.word_embeddings.weight"].1);
-    assert_eq!(host(m.embeddings.norm.gamma.val()), t["embeddings.LayerNorm.weight"].1);
+    assert_eq!(host(m.embeddings.norm.as_ref().unwrap().gamma.val()), t["embeddings.LayerNorm.weight"].1);
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn task_model_prefix_and_half_precision_load() {
     let d = Device::flex();
     let t: BTreeMap<_, _> = hf_tensors().into_iter().map(|(k, v)| (format!("bert.{k}"), v)).collect();
     let (m, _) = load_bert_bytes(model(&d), serialize(&t, Dtype::F16), "tiny-f16.safetensors").unwrap();
-    let got = host(m.embeddings.position.weight.val());
+    let got = host(m.embeddings.position.as_ref().unwrap().weight.val());
     let want = &t["bert.embeddings.position_embeddings.weight"].1;
     let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(err < 1e-3, "f16 → f32 error {err}");
@@ -102,7 +102,7 @@ fn task_model_prefix_and_half_precision_load() {
 fn key_mapping() {
     assert_eq!(
         bert_param_path("encoder.layer.11.output.LayerNorm.gamma"),
-        KeyMapping::Param("layers.11.ffn_norm.gamma".into())
+        KeyMapping::Param("encoder.feed_forward_norm.11.gamma".into())
     );
     assert_eq!(bert_param_path("bert.embeddings.position_ids"), KeyMapping::Ignored);
     assert_eq!(bert_param_path("cls.predictions.bias"), KeyMapping::Ignored);
@@ -118,7 +118,7 @@ fn bad_input_checkpoint_missing_tensor_is_named() {
     let err = load_bert_bytes(model(&Device::flex()), serialize(&t, Dtype::F32), "m.safetensors").unwrap_err();
     assert!(
         matches!(&err, ModelError::MissingTensor { tensor, param, .. }
-        if tensor == "encoder.layer.1.attention.self.key.bias" && param == "layers.1.key.bias"),
+        if tensor == "encoder.layer.1.attention.self.key.bias" && param == "encoder.attention.1.key.bias"),
         "{err}"
     );
     assert!(err.to_string().contains("is missing"), "{err}");
@@ -179,8 +179,8 @@ fn bad_input_config_values() {
     let bad = CONFIG.replace("\"num_attention_heads\": 2", "\"num_attention_heads\": 3");
     let err = BertConfig::from_json(&bad).unwrap_err();
     assert!(err.to_string().contains("a divisor of hidden_size = 8"), "{err}");
-    let bad = CONFIG.replace("\"gelu\"", "\"swish\"");
-    assert!(BertConfig::from_json(&bad).unwrap_err().to_string().contains("hidden_act = swish"));
+    let bad = CONFIG.replace("\"gelu\"", "\"mish\"");
+    assert!(BertConfig::from_json(&bad).unwrap_err().to_string().contains("hidden_act = mish"));
     let bad = CONFIG.replace("\"vocab_size\": 20,", "");
     assert!(BertConfig::from_json(&bad).unwrap_err().to_string().contains("vocab_size"));
     let bad = CONFIG.replace("\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": 0");
@@ -241,7 +241,7 @@ fn collected_outputs_have_the_distillation_shapes() {
     assert_eq!(out.hidden_states.len(), 3);
     assert_eq!(out.attentions.len(), 2);
     assert_eq!(out.attentions[0].dims(), [2, 2, 4, 4]);
-    assert_eq!(out.values[1].dims(), [2, 2, 4, 4]);
+    assert_eq!(out.values[1].dims(), [2, 4, 8]);
     // Padded keys get no attention.
     let probs = host(out.attentions[1].clone().slice([1..2, 0..2, 0..4, 3..4]));
     assert!(probs.iter().all(|p| *p < 1e-6), "{probs:?}");
@@ -254,16 +254,16 @@ fn bert_prunes_then_quantizes_with_the_other_crates() {
     let (pruned, report) = ember_prune::Pruner::new(ember_prune::PruneConfig::new(0.5)).unwrap().prune(m).unwrap();
     // Every linear weight of both layers is pruned (embeddings are excluded by default).
     assert_eq!(report.layers.len(), 12, "{:?}", report.layers.iter().map(|l| &l.path).collect::<Vec<_>>());
-    assert!(report.layers.iter().all(|l| l.path.starts_with("layers.")));
+    assert!(report.layers.iter().all(|l| l.path.starts_with("encoder.")));
     assert!((report.sparsity() - 0.5).abs() < 0.01, "{}", report.sparsity());
     let folded = ember_prune::fold_masks(pruned);
-    let w = host(folded.layers[0].ffn_up.weight.val());
+    let w = host(folded.encoder.feed_forward[0].inner.weight.val());
     assert_eq!(w.iter().filter(|v| **v == 0.0).count(), 64);
     let (q, _) = ember_quant::Quantizer::new(ember_quant::QuantizeConfig::new()).quantize(&folded).unwrap();
-    assert!(q.layers[1].ffn_down.is_quantized());
+    assert!(q.encoder.feed_forward[1].outer.is_quantized());
     // The pruned zeros stay zeros in int8.
     let values: Vec<i64> =
-        q.layers[0].ffn_up.quant.values.val().into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
+        q.encoder.feed_forward[0].inner.quant.values.val().into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
     assert!(values.iter().filter(|v| **v == 0).count() >= 64);
     let e = Encoded::from_ids(&[vec![1, 5, 7, 2]], 0).unwrap();
     assert!(host(q.embed(&e).unwrap()).iter().all(|v| v.is_finite()));

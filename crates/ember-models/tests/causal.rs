@@ -107,7 +107,7 @@ fn training_lowers_held_out_perplexity_and_int8_keeps_it() {
     eprintln!("held-out perplexity {before:.1} → {after:.2}");
     assert!(before > 100.0 && after < 8.0, "{before} → {after}");
     let (int8, _) = ember_quant::Quantizer::new(ember_quant::QuantizeConfig::new()).quantize(&trained).unwrap();
-    assert!(int8.tok.is_quantized() && int8.ffn[0].up.is_quantized());
+    assert!(int8.embeddings.word.is_quantized() && int8.decoder.feed_forward[0].inner.is_quantized());
     let q = perplexity(&int8, held, 32, 8, &d).unwrap();
     eprintln!("int8 held-out perplexity {q:.2}");
     assert!(q < after * 1.05, "{after} → {q}");

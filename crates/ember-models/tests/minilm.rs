@@ -60,8 +60,8 @@ fn minilm_f32_matches_the_numpy_reference() {
     let Some(dir) = model_dir() else { return };
     let refs = reference();
     for device in devices() {
-        let (model, config) = Bert::from_pretrained(&dir, &device).unwrap();
-        let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), config.max_position_embeddings).unwrap();
+        let model = Bert::from_pretrained(&dir, &device).unwrap();
+        let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), model.max_positions()).unwrap();
         let sentences: Vec<&str> = refs.iter().map(|r| r.sentence.as_str()).collect();
         let batch = tok.encode_batch(&sentences).unwrap();
         // Same tokens as the Python tokenizers package (no baked-in padding to 128).
@@ -85,7 +85,7 @@ fn minilm_f32_matches_the_numpy_reference() {
             let one = tok.encode_batch(&[r.sentence.as_str()]).unwrap();
             let (ids, types, pad) = one.tensors(&device);
             let out = model.try_forward(ids, Some(types), Some(pad), false).unwrap();
-            let cls = out.last_hidden.slice([0..1, 0..1]).reshape([1, config.hidden_size]);
+            let cls = out.last_hidden.slice([0..1, 0..1]).reshape([1, model.hidden_size()]);
             let cls = &rows(cls)[0];
             let err = cls.iter().zip(&r.cls_hidden).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(err < 1e-4, "{}: [CLS] hidden max-abs error {err}", r.sentence);
@@ -101,7 +101,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Environment variables that turn `reload_child` into the fresh process of the save test.
-const CHILD_FILE: &str = "EMBER_MINILM_INT8_FILE";
+const CHILD_FILE: &str = "EMBER_MINILM_INT8_DIR";
 const CHILD_OUT: &str = "EMBER_MINILM_INT8_OUT";
 
 #[test]
@@ -111,8 +111,8 @@ fn minilm_int8_agrees_with_f32_and_saves_small() {
     assert!(sentences.len() >= 30);
     // Agreement on every CPU device (NdArray runs the same int8 kernels through its own tensors).
     for device in devices().into_iter().rev() {
-        let (model, config) = Bert::from_pretrained(&dir, &device).unwrap();
-        let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), config.max_position_embeddings).unwrap();
+        let model = Bert::from_pretrained(&dir, &device).unwrap();
+        let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), model.max_positions()).unwrap();
         let (int8, _) = ember_quant::Quantizer::new(ember_quant::QuantizeConfig::new()).quantize(&model).unwrap();
         let batch = tok.encode_batch(&sentences).unwrap();
         let f = rows(model.embed(&batch).unwrap());
@@ -124,16 +124,16 @@ fn minilm_int8_agrees_with_f32_and_saves_small() {
         assert!(mean >= 0.995 && min >= 0.99, "mean {mean}, min {min}");
     }
     let device = Device::flex();
-    let (model, config) = Bert::from_pretrained(&dir, &device).unwrap();
-    let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), config.max_position_embeddings).unwrap();
+    let model = Bert::from_pretrained(&dir, &device).unwrap();
+    let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), model.max_positions()).unwrap();
     let (int8, _) = ember_quant::Quantizer::new(ember_quant::QuantizeConfig::new()).quantize(&model).unwrap();
     let batch = tok.encode_batch(&sentences).unwrap();
 
     // Save both; int8 (embeddings included) ≤ 0.3× the f32 file.
     let tmp = std::env::temp_dir().join(format!("ember-models-test-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    let fb = ember_quant::save_quantized(&model, tmp.join("f32.safetensors")).unwrap();
-    let qb = ember_quant::save_quantized(&int8, tmp.join("int8.safetensors")).unwrap();
+    let fb = model.save(tmp.join("f32")).unwrap();
+    let qb = int8.save(tmp.join("int8")).unwrap();
     eprintln!("saved f32 {fb} bytes, int8 {qb} bytes ({:.3}×)", qb as f64 / fb as f64);
     assert!((qb as f64) <= 0.3 * fb as f64, "{qb} vs {fb}");
 
@@ -141,7 +141,7 @@ fn minilm_int8_agrees_with_f32_and_saves_small() {
     let out = tmp.join("child.json");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "reload_child", "--ignored", "--nocapture"])
-        .env(CHILD_FILE, tmp.join("int8.safetensors"))
+        .env(CHILD_FILE, tmp.join("int8"))
         .env(CHILD_OUT, &out)
         .env("EMBER_MINILM_DIR", &dir)
         .status()
@@ -160,10 +160,9 @@ fn reload_child() {
     let (Some(file), Some(out)) = (std::env::var_os(CHILD_FILE), std::env::var_os(CHILD_OUT)) else { return };
     let Some(dir) = model_dir() else { return };
     let device = Device::flex();
-    let config = ember_models::BertConfig::from_file(dir.join("config.json")).unwrap();
-    let model = ember_quant::load_quantized(config.init(&device).unwrap(), file).unwrap();
-    assert!(model.layers[0].query.is_quantized() && model.embeddings.word.is_quantized());
-    let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), config.max_position_embeddings).unwrap();
+    let model = Bert::load(file, &device).unwrap();
+    assert!(model.encoder.attention[0].query.is_quantized() && model.embeddings.word.is_quantized());
+    let tok = TextTokenizer::from_file(dir.join("tokenizer.json"), model.max_positions()).unwrap();
     let sentences: Vec<&str> = include_str!("data/sentences.txt").lines().filter(|l| !l.is_empty()).collect();
     let batch = tok.encode_batch(&sentences).unwrap().take(4);
     let emb = rows(model.embed(&batch).unwrap());

@@ -7,7 +7,8 @@
 //!    `Linear`s (read from the device, scored, threshold by radix selection), at 50 % and
 //!    90 % sparsity.
 //! 2. `structured_linear`: a 768 → 3072 `Linear` before and after removing half its output
-//!    neurons with `shrink_linear_pair` (the dense layer is the baseline, timed in the same
+//!    neurons (chosen by `channel_importance` + `keep_top`, removed by
+//!    `ember_quant::Linear::retain_outputs`; the dense layer is the baseline, timed in the same
 //!    run, round-robin).
 //!
 //! With `PRUNE_TABLE_PHASES=1` it also prints the selection alone (host scores already in
@@ -18,7 +19,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use ember_prune::{PruneConfig, Pruner, Scope, shrink_linear_pair};
+use ember_prune::{PruneConfig, Pruner, Scope, channel_importance_of, keep_top, unit_scores};
 
 #[derive(Module, Debug)]
 struct Stack {
@@ -90,10 +91,12 @@ fn main() {
     }
     drop(stack);
 
-    let dense: Linear = LinearConfig::new(768, 3072).init(&device);
-    let next: Linear = LinearConfig::new(3072, 768).init(&device);
-    let keep: Vec<bool> = (0..3072).map(|j| j % 2 == 0).collect();
-    let (pruned, _) = shrink_linear_pair(&dense, &next, &keep).expect("shrink");
+    let dense = ember_quant::LinearConfig::new(768, 3072).init(&device);
+    let next = ember_quant::LinearConfig::new(3072, 768).init(&device);
+    // The neurons whose rows of the next layer weigh most (magnitude criterion, no data).
+    let scores = unit_scores(&channel_importance_of(&next.weight, None).expect("scores"), 1).expect("units");
+    let keep = keep_top(&scores, 1536).expect("keep");
+    let pruned = dense.retain_outputs(&keep).expect("retain");
     if !json {
         println!("\nLinear 768 → 3072, half the output neurons removed (768 → 1536), Flex f32\n");
         println!("| rows | dense (µs) | pruned (µs) | speed-up |");
@@ -101,7 +104,7 @@ fn main() {
     }
     for rows in [1usize, 32] {
         let x = Tensor::<2>::ones([rows, 768], &device);
-        let time = |l: &Linear| {
+        let time = |l: &ember_quant::Linear| {
             let start = Instant::now();
             let y = l.forward(x.clone());
             let _ = y.into_data();

@@ -28,8 +28,10 @@
 //! - [`schedule`] — [`CubicSchedule`] (Zhu & Gupta 2017).
 //! - [`report`] — [`SparsityReport`].
 //! - [`storage`] — [`SparseWeight`] (bitmask, CSR, N:M with index metadata), [`save_sparse`].
-//! - [`structured`] — physical removal: [`shrink_linear_pair`], [`shrink_feed_forward`],
-//!   [`shrink_attention`], their masked twins, and [`HeadImportance`] (Michel et al. 2019).
+//! - [`structured`] — which neurons and heads to remove ([`channel_importance`], Wanda's
+//!   structured form with calibration norms; [`TaylorImportance`], Michel et al. 2019;
+//!   [`keep_top`]) and the masked twin of a removal ([`removal_masks`]). The layers remove
+//!   them (ember-layers' `retain_heads` / `retain_neurons`), so this crate needs no layer type.
 //!
 //! ## Measured
 //! `cargo run --release -p ember-prune --example prune_table -- --json`: a global magnitude
@@ -51,14 +53,14 @@ pub use error::{PruneError, Result};
 pub use mask::Axis;
 pub use prune::{
     Criterion, Granularity, MovementScores, PruneConfig, PruneMask, Pruner, Scope, apply_masks, current_masks,
-    fold_masks, load_masks, path_matches, save_masks,
+    fold_masks, load_masks, save_masks, selection,
 };
 pub use report::{LayerSparsity, SparsityReport};
 pub use schedule::CubicSchedule;
 pub use storage::{SparseFormat, SparseWeight, load_sparse, save_sparse};
 pub use structured::{
-    HeadImportance, ffn_neuron_scores, mask_attention, mask_feed_forward, shrink_attention, shrink_feed_forward,
-    shrink_linear_pair,
+    Removal, TaylorImportance, channel_importance, channel_importance_of, keep_top, removal_masks, unit_scores,
+    units_to_keep,
 };
 
 // The guide's code blocks are compiled and run as doctests, so they cannot rot.

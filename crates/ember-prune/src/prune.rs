@@ -91,11 +91,13 @@ pub struct PruneConfig {
     /// Per layer or global.
     #[config(default = "Scope::PerLayer")]
     pub scope: Scope,
-    /// Weight paths to prune (`*` matches any run of characters; a pattern without `*` matches
-    /// the path and everything below it). Empty: every rank-2 `weight` that is not an embedding.
+    /// Weights to prune: regular expressions searched in each weight's parameter path
+    /// (`encoder.attention.0.query.weight`), matched by Burn's
+    /// `ParamGroup::from_any_regexes`: the same selection as ember-quant's `QuantizeConfig`
+    /// (see [`selection`]). Empty: every rank-2 `weight` that is not an embedding.
     #[config(default = "Vec::new()")]
     pub include: Vec<String>,
-    /// Paths left dense (same syntax), applied after `include`.
+    /// Weights left dense (same syntax), applied after `include`.
     #[config(default = "Vec::new()")]
     pub exclude: Vec<String>,
     /// Also prune embedding tables (excluded by default, as in most recipes).
@@ -103,21 +105,39 @@ pub struct PruneConfig {
     pub include_embeddings: bool,
 }
 
-/// Glob match with `*` (any run of characters); a pattern without `*` also matches everything
-/// below it (`encoder` matches `encoder.layers.0.weight`).
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    fn glob(p: &[u8], s: &[u8]) -> bool {
-        match p.split_first() {
-            None => s.is_empty(),
-            Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-            Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+/// The [`ParamGroup`] of `include` minus `exclude`: regular expressions searched in parameter
+/// paths, combined as `ParamGroup::from_any_regexes(include).exclude(..(exclude))`; an empty
+/// `include` selects everything. ember-quant selects layers the same way, so one pattern means
+/// the same weights to both crates.
+///
+/// ```
+/// use burn::module::ParamId;
+/// let group = ember_prune::selection(&["attention".into()], &[r"\.output\.".into()]).unwrap();
+/// let id = ParamId::new();
+/// assert!(group.matches(&id, Some("encoder.attention.0.query.weight")));
+/// assert!(!group.matches(&id, Some("encoder.attention.0.output.weight")));
+/// assert!(!group.matches(&id, Some("encoder.feed_forward.0.inner.weight")));
+/// ```
+///
+/// # Errors
+/// [`PruneError::InvalidConfig`] naming the first pattern that is not a regular expression.
+pub fn selection(include: &[String], exclude: &[String]) -> Result<ParamGroup> {
+    let group = |what: &str, patterns: &[String]| -> Result<ParamGroup> {
+        let bad = |p: String, e: String| PruneError::InvalidConfig {
+            what: what.into(),
+            value: p,
+            expected: format!(
+                "a regular expression searched in weight paths such as `encoder.attention.0.query.weight` ({e}); \
+                 `*` alone is not a pattern, `.*` or an empty list selects everything"
+            ),
+        };
+        for p in patterns {
+            ParamGroup::from_regex(p).map_err(|e| bad(format!("{p:?}"), format!("{e:?}")))?;
         }
-    }
-    if pattern.contains('*') {
-        glob(pattern.as_bytes(), path.as_bytes())
-    } else {
-        pattern.is_empty() || path == pattern || path.strip_prefix(pattern).is_some_and(|r| r.starts_with('.'))
-    }
+        ParamGroup::from_any_regexes(patterns.to_vec()).map_err(|e| bad(format!("{patterns:?}"), format!("{e:?}")))
+    };
+    let base = if include.is_empty() { ParamGroup::all() } else { group("include", include)? };
+    Ok(if exclude.is_empty() { base } else { base.exclude(group("exclude", exclude)?) })
 }
 
 /// A selected weight, read to the host.
@@ -148,6 +168,7 @@ struct Collector<'a> {
     path: Vec<String>,
     container: Vec<String>,
     config: &'a PruneConfig,
+    selection: &'a ParamGroup,
     group: Option<&'a ParamGroup>,
     found: Vec<Candidate>,
     error: Option<PruneError>,
@@ -192,9 +213,7 @@ impl ModuleVisitor for Collector<'_> {
             return;
         }
         let path = self.path.join(".");
-        let c = self.config;
-        let selected = (c.include.is_empty() || c.include.iter().any(|p| path_matches(p, &path)))
-            && !c.exclude.iter().any(|p| path_matches(p, &path))
+        let selected = self.selection.matches(&param.id, Some(&path))
             && self.group.is_none_or(|g| g.matches(&param.id, Some(&path)));
         if !selected {
             return;
@@ -467,6 +486,7 @@ fn random_score(seed: u64, path: &str, i: usize) -> f32 {
 #[derive(Clone, Debug)]
 pub struct Pruner {
     config: PruneConfig,
+    selection: ParamGroup,
     group: Option<ParamGroup>,
     input_norms: HashMap<String, Vec<f32>>,
     scores: HashMap<String, Vec<f32>>,
@@ -476,13 +496,16 @@ impl Pruner {
     /// A pruner with validated settings.
     ///
     /// # Errors
-    /// [`PruneError::Sparsity`] outside `[0, 1)`, [`PruneError::NM`] for `n = 0` or `n ≥ m`.
+    /// [`PruneError::Sparsity`] outside `[0, 1)`, [`PruneError::NM`] for `n = 0` or `n ≥ m`,
+    /// [`PruneError::InvalidConfig`] for an include / exclude pattern that is not a regular
+    /// expression.
     pub fn new(config: PruneConfig) -> Result<Self> {
         check_sparsity(config.sparsity)?;
         if let Granularity::NM { n, m } = config.granularity {
             mask::check_n_m(n, m, m)?;
         }
-        Ok(Pruner { config, group: None, input_norms: HashMap::new(), scores: HashMap::new() })
+        let selection = selection(&config.include, &config.exclude)?;
+        Ok(Pruner { config, selection, group: None, input_norms: HashMap::new(), scores: HashMap::new() })
     }
 
     /// Also require parameters to be in a Burn [`ParamGroup`].
@@ -561,6 +584,7 @@ impl Pruner {
             path: Vec::new(),
             container: Vec::new(),
             config: &self.config,
+            selection: &self.selection,
             group: self.group.as_ref(),
             found: Vec::new(),
             error: None,

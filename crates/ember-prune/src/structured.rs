@@ -1,257 +1,329 @@
-//! Structured pruning that really shrinks the model: neurons of a `Linear` pair or of an
-//! `ember-layers` [`FeedForward`], and attention heads of an `ember-layers`
-//! [`MultiHeadAttention`] (Burn's own `MultiHeadAttention` has a fixed head count).
+//! Structured pruning: **which** neurons and attention heads to remove. Removing them is the
+//! layers' job: ember-layers' `MultiHeadAttention::retain_heads`,
+//! `FeedForward::retain_neurons` and `Encoder::retain_layers`, or `ember_quant::Linear`'s
+//! `retain_outputs` / `retain_inputs` for a model of your own. This module works on plain
+//! data (weights, activation norms, gradients, indices), so it serves any model: it never
+//! needs to know a block's type.
 //!
-//! Each operation comes in two forms with the same outputs (tested to 1e-5):
-//! * `mask_*` attaches [`PruneMask`](crate::PruneMask)s (the neuron's input column and output row, or the head's
-//!   query/key/value columns and output rows), so the model keeps its shape while you fine-tune;
-//! * `shrink_*` builds the smaller module: narrower `Linear`s, fewer heads, new parameters.
+//! A *unit* (a neuron, or a head of `head_dim` channels) is a group of **input channels of the
+//! layer after it**: hidden neuron `j` of `inner → act → outer` is row `j` of `outer`'s
+//! `[d_in, d_out]` weight; head `h` is rows `h·d_h..(h+1)·d_h` of the attention output
+//! projection. The criteria score those rows:
 //!
-//! A removed neuron's bias still feeds its activation in the masked form, but the next layer's
-//! row for it is zero, so it contributes nothing and both forms agree.
+//! | criterion | channel score `s_j` | needs |
+//! |---|---|---|
+//! | [`channel_importance`] without norms | `‖W[j,:]‖₂` (magnitude) | the weight |
+//! | [`channel_importance`] with norms | `‖W[j,:]‖₂ · ‖X_j‖₂` (Wanda's structured form: the channel's output contribution) | input-channel L2 norms from a calibration run (`ember_quant::CalibrationData::input_channel_norms`) |
+//! | [`TaylorImportance`] | `\|Σ_k W[j,k] · ∂L/∂W[j,k]\|` per unit (first-order Taylor of a gate on the unit, Michel et al. 2019 for heads, Molchanov et al. 2019) | gradients of a loss |
+//!
+//! [`unit_scores`] sums channel scores into units in quadrature (`√Σ s_j²`: for uncorrelated
+//! channels, the norm of the unit's output), [`keep_top`] picks the units to keep, and
+//! [`removal_masks`] builds the masked twin of a removal (for fine-tuning before the physical
+//! removal; the outputs are the same).
+//!
+//! A **shared** block (ALBERT) is one set of parameters used by several layers: its input norms
+//! from calibration and its gradients already sum over every use, so its scores are the
+//! importance summed over its uses.
+//!
+//! ```
+//! use ember_prune::structured::{channel_importance, keep_top, unit_scores};
+//! // The output projection of a 2-head attention (head_dim 2) into 3 features, [4, 3] row-major.
+//! let w_o = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.1, 0.0, 0.0, 0.0, 0.1, 0.0];
+//! let norms = [2.0, 2.0, 1.0, 1.0]; // ‖X_j‖₂ of the context channels, from calibration
+//! let channels = channel_importance(&w_o, 4, 3, Some(&norms)).unwrap();
+//! let heads = unit_scores(&channels, 2).unwrap();
+//! assert_eq!(keep_top(&heads, 1).unwrap(), vec![0]);
+//! ```
 
 use std::collections::HashMap;
 
-use burn::module::Param;
-use burn::nn::Linear;
-use burn::tensor::{Gradients, Int, Tensor, TensorData};
-use ember_layers::{FeedForward, MultiHeadAttention};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Gradients, Tensor};
 
 use crate::error::{PruneError, Result};
-use crate::mask::{Axis, expand_neurons};
-use crate::prune::apply_masks;
 
-fn kept(keep: &[bool], what: &str, expected: usize) -> Result<Vec<i64>> {
-    if keep.len() != expected {
+fn host(t: Tensor<2>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| PruneError::NonFinite(format!("a weight could not be read from its device ({e:?})")))
+}
+
+fn check_finite(what: &str, v: &[f32]) -> Result<()> {
+    if v.iter().any(|x| !x.is_finite()) { Err(PruneError::NonFinite(what.into())) } else { Ok(()) }
+}
+
+/// Importance of each input channel (row) of a row-major `[d_in, d_out]` weight: `‖W[j,:]‖₂`,
+/// times `‖X_j‖₂` when the input-channel L2 norms are given (see the [module docs](self)).
+///
+/// # Errors
+/// [`PruneError::Shape`] when `weight` is not `d_in · d_out` long or the norms not `d_in`;
+/// [`PruneError::NonFinite`] for NaN or infinite weights or norms.
+pub fn channel_importance(weight: &[f32], d_in: usize, d_out: usize, norms: Option<&[f32]>) -> Result<Vec<f32>> {
+    if weight.len() != d_in * d_out {
         return Err(PruneError::Shape {
-            what: format!("{what} keep-mask"),
-            expected: expected.to_string(),
-            actual: keep.len().to_string(),
+            what: "weight".into(),
+            expected: format!("{} values ([{d_in}, {d_out}])", d_in * d_out),
+            actual: weight.len().to_string(),
         });
     }
-    let idx: Vec<i64> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as i64).collect();
-    if idx.is_empty() {
-        return Err(PruneError::InvalidConfig {
-            what: format!("{what} keep-mask"),
-            value: "nothing kept".into(),
-            expected: "at least one neuron or head (remove the whole block instead)".into(),
-        });
-    }
-    Ok(idx)
-}
-
-fn index_tensor(idx: &[i64], like: &Tensor<2>) -> Tensor<1, Int> {
-    Tensor::from_data(TensorData::new(idx.to_vec(), [idx.len()]), &like.device())
-}
-
-/// A `Linear` with only the output neurons (weight columns and bias entries) in `idx`.
-fn select_outputs(l: &Linear, idx: &[i64]) -> Linear {
-    let w = l.weight.val();
-    let i = index_tensor(idx, &w);
-    Linear {
-        weight: Param::from_tensor(w.select(1, i.clone()).detach()),
-        bias: l.bias.as_ref().map(|b| Param::from_tensor(b.val().select(0, i).detach())),
-    }
-}
-
-/// A `Linear` with only the input features (weight rows) in `idx`.
-fn select_inputs(l: &Linear, idx: &[i64]) -> Linear {
-    let w = l.weight.val();
-    let i = index_tensor(idx, &w);
-    Linear {
-        weight: Param::from_tensor(w.select(0, i).detach()),
-        bias: l.bias.as_ref().map(|b| Param::from_tensor(b.val().detach())),
-    }
-}
-
-fn dims(l: &Linear) -> [usize; 2] {
-    l.weight.val().dims()
-}
-
-/// Removes the hidden neurons of `first → activation → second` where `keep` is `false`: the
-/// columns (and bias entries) of `first` and the rows of `second`.
-///
-/// # Errors
-/// [`PruneError::Shape`] when `keep` is not `first`'s output width or the layers do not chain,
-/// [`PruneError::InvalidConfig`] when nothing is kept.
-pub fn shrink_linear_pair(first: &Linear, second: &Linear, keep: &[bool]) -> Result<(Linear, Linear)> {
-    let ([_, hidden], [second_in, _]) = (dims(first), dims(second));
-    if hidden != second_in {
-        return Err(PruneError::Shape {
-            what: "second layer input".into(),
-            expected: hidden.to_string(),
-            actual: second_in.to_string(),
-        });
-    }
-    let idx = kept(keep, "neuron", hidden)?;
-    Ok((select_outputs(first, &idx), select_inputs(second, &idx)))
-}
-
-/// [`shrink_linear_pair`] for an `ember-layers` feed-forward block (`inner → activation → outer`).
-///
-/// # Errors
-/// As [`shrink_linear_pair`].
-pub fn shrink_feed_forward(ffn: &FeedForward, keep: &[bool]) -> Result<FeedForward> {
-    let (inner, outer) = shrink_linear_pair(&ffn.inner, &ffn.outer, keep)?;
-    Ok(FeedForward { inner, outer, dropout: ffn.dropout.clone(), activation: ffn.activation })
-}
-
-/// Removes the attention heads where `keep_heads` is `false`: their query, key and value
-/// columns and their output-projection rows.
-///
-/// # Errors
-/// [`PruneError::Shape`] when `keep_heads` is not `n_heads` long, [`PruneError::InvalidConfig`]
-/// when no head is kept.
-pub fn shrink_attention(att: &MultiHeadAttention, keep_heads: &[bool]) -> Result<MultiHeadAttention> {
-    kept(keep_heads, "head", att.n_heads)?;
-    check_attention(att)?;
-    let cols = head_columns(keep_heads, att.head_dim);
-    let idx: Vec<i64> = cols.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as i64).collect();
-    Ok(MultiHeadAttention {
-        query: select_outputs(&att.query, &idx),
-        key: select_outputs(&att.key, &idx),
-        value: select_outputs(&att.value, &idx),
-        output: select_inputs(&att.output, &idx),
-        dropout: att.dropout.clone(),
-        n_heads: keep_heads.iter().filter(|k| **k).count(),
-        head_dim: att.head_dim,
-    })
-}
-
-/// The projections must be `n_heads · head_dim` wide.
-fn check_attention(att: &MultiHeadAttention) -> Result<()> {
-    let width = att.n_heads * att.head_dim;
-    for (what, got) in [
-        ("query", dims(&att.query)[1]),
-        ("key", dims(&att.key)[1]),
-        ("value", dims(&att.value)[1]),
-        ("output (input width)", dims(&att.output)[0]),
-    ] {
-        if got != width {
+    check_finite("weight", weight)?;
+    if let Some(n) = norms {
+        if n.len() != d_in {
             return Err(PruneError::Shape {
-                what: format!("attention {what}"),
-                expected: format!("{width} (n_heads · head_dim)"),
-                actual: got.to_string(),
+                what: "input-channel norms".into(),
+                expected: format!("{d_in} (the weight's input features)"),
+                actual: n.len().to_string(),
             });
         }
+        check_finite("input-channel norms", n)?;
     }
-    Ok(())
+    Ok((0..d_in)
+        .map(|j| {
+            let row = &weight[j * d_out..(j + 1) * d_out];
+            let w = row.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt() as f32;
+            w * norms.map_or(1.0, |n| n[j])
+        })
+        .collect())
 }
 
-/// Per-column keep flags of the `n_heads · head_dim` projection width.
-fn head_columns(keep_heads: &[bool], head_dim: usize) -> Vec<bool> {
-    keep_heads.iter().flat_map(|k| std::iter::repeat_n(*k, head_dim)).collect()
-}
-
-/// Masks (without shrinking) the hidden neurons of a feed-forward block: `inner`'s columns and
-/// `outer`'s rows. Equal outputs to [`shrink_feed_forward`] with the same `keep`.
+/// [`channel_importance`] of a weight parameter of a model (any device).
 ///
 /// # Errors
-/// As [`shrink_feed_forward`].
-pub fn mask_feed_forward(ffn: FeedForward, keep: &[bool]) -> Result<FeedForward> {
-    let ([d_model, d_ff], [outer_in, d_out]) = (dims(&ffn.inner), dims(&ffn.outer));
-    if outer_in != d_ff {
+/// As [`channel_importance`]; [`PruneError::NonFinite`] if the weight cannot be read.
+pub fn channel_importance_of(weight: &Param<Tensor<2>>, norms: Option<&[f32]>) -> Result<Vec<f32>> {
+    let [d_in, d_out] = weight.dims();
+    channel_importance(&host(weight.val())?, d_in, d_out, norms)
+}
+
+/// Scores of units of `unit_width` consecutive channels: `√Σ_{j ∈ unit} s_j²` (a neuron is a
+/// unit of width 1 and keeps its score).
+///
+/// # Errors
+/// [`PruneError::Shape`] when `unit_width` is zero or does not divide the channel count.
+pub fn unit_scores(channel_scores: &[f32], unit_width: usize) -> Result<Vec<f32>> {
+    if unit_width == 0 || !channel_scores.len().is_multiple_of(unit_width) {
         return Err(PruneError::Shape {
-            what: "outer layer input".into(),
-            expected: d_ff.to_string(),
-            actual: outer_in.to_string(),
+            what: "unit width".into(),
+            expected: format!("a positive divisor of the {} channels", channel_scores.len()),
+            actual: unit_width.to_string(),
         });
     }
-    kept(keep, "neuron", d_ff)?;
-    let masks = HashMap::from([
-        ("inner.weight".to_string(), expand_neurons(keep, d_model, d_ff, Axis::Output)),
-        ("outer.weight".to_string(), expand_neurons(keep, d_ff, d_out, Axis::Input)),
-    ]);
-    apply_masks(ffn, masks)
+    Ok(channel_scores
+        .chunks_exact(unit_width)
+        .map(|u| u.iter().map(|s| f64::from(*s) * f64::from(*s)).sum::<f64>().sqrt() as f32)
+        .collect())
 }
 
-/// Masks (without shrinking) attention heads: their query/key/value columns and output rows.
-/// Equal outputs to [`shrink_attention`] with the same `keep_heads`.
+/// The indices (ascending) of the `keep` highest scores; ties keep the lower index, so the
+/// choice is deterministic.
 ///
 /// # Errors
-/// As [`shrink_attention`].
-pub fn mask_attention(att: MultiHeadAttention, keep_heads: &[bool]) -> Result<MultiHeadAttention> {
-    kept(keep_heads, "head", att.n_heads)?;
-    check_attention(&att)?;
-    let cols = head_columns(keep_heads, att.head_dim);
-    let [d_model, width] = dims(&att.query);
-    let [_, d_out] = dims(&att.output);
-    let qkv = expand_neurons(&cols, d_model, width, Axis::Output);
-    let masks = HashMap::from([
-        ("query.weight".to_string(), qkv.clone()),
-        ("key.weight".to_string(), qkv.clone()),
-        ("value.weight".to_string(), qkv),
-        ("output.weight".to_string(), expand_neurons(&cols, width, d_out, Axis::Input)),
-    ]);
-    apply_masks(att, masks)
-}
-
-fn host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
-}
-
-/// Magnitude importance of each hidden neuron of a feed-forward block:
-/// `‖inner[:, j]‖₂ · ‖outer[j, :]‖₂`.
-pub fn ffn_neuron_scores(ffn: &FeedForward) -> Vec<f32> {
-    let ([d_model, d_ff], [outer_in, d_out]) = (dims(&ffn.inner), dims(&ffn.outer));
-    if outer_in != d_ff {
-        return Vec::new();
+/// [`PruneError::InvalidConfig`] when `keep` is 0 or more than the scores;
+/// [`PruneError::NonFinite`] for NaN scores.
+pub fn keep_top(scores: &[f32], keep: usize) -> Result<Vec<usize>> {
+    if keep == 0 || keep > scores.len() {
+        return Err(PruneError::InvalidConfig {
+            what: "units to keep".into(),
+            value: keep.to_string(),
+            expected: format!("1..={} (remove a whole block instead of every unit)", scores.len()),
+        });
     }
-    let (w1, w2) = (host(ffn.inner.weight.val()), host(ffn.outer.weight.val()));
-    (0..d_ff)
-        .map(|j| {
-            let a: f32 = (0..d_model).map(|i| w1[i * d_ff + j].powi(2)).sum();
-            let b: f32 = w2[j * d_out..(j + 1) * d_out].iter().map(|v| v * v).sum();
-            (a * b).sqrt()
-        })
-        .collect()
+    if scores.iter().any(|s| s.is_nan()) {
+        return Err(PruneError::NonFinite("scores".into()));
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut kept = order[..keep].to_vec();
+    kept.sort_unstable();
+    Ok(kept)
 }
 
-/// First-order head importance (Michel et al. 2019): `I_h = |∂L/∂ξ_h|` for a gate `ξ_h` on
-/// each head's context. Since the output projection `W_o` is linear in the context,
-/// `∂L/∂ξ_h = Σ_{d ∈ head h} Σ_k W_o[d, k] · ∂L/∂W_o[d, k]`, so the importance comes from the
-/// output projection's weight and gradient alone: no gate in the model is needed. Accumulated
-/// per batch (the paper takes the absolute value per example; `|Σ_batch|` is a lower bound of
-/// the per-example sum).
+/// How many of `n` units remain after removing the fraction `remove` (rounded to the nearest
+/// unit, at least one kept): 12 heads less a third keep 8, 1536 neurons less half keep 768.
+///
+/// # Errors
+/// [`PruneError::Sparsity`] unless `remove` is in `[0, 1)`.
+pub fn units_to_keep(n: usize, remove: f64) -> Result<usize> {
+    crate::error::check_sparsity(remove)?;
+    let removed = (n as f64 * remove).round() as usize;
+    Ok(n.saturating_sub(removed).max(1))
+}
+
+/// First-order Taylor importance of units (Michel et al. 2019 for heads; Molchanov et al.
+/// 2019): for a gate `ξ_u` on unit `u`'s input to the next layer `W` (the unit's rows),
+/// `∂L/∂ξ_u = Σ_{j ∈ u} Σ_k W[j,k] · ∂L/∂W[j,k]` because the layer is linear in its input, so
+/// the importance comes from the weight and its gradient alone: no gate in the model.
+/// [`TaylorImportance::accumulate`] adds `|∂L/∂ξ_u|` per batch (the paper takes the absolute
+/// value per example; `|Σ_batch|` is a lower bound of the per-example sum).
 #[derive(Clone, Debug, Default)]
-pub struct HeadImportance {
+pub struct TaylorImportance {
     scores: HashMap<String, Vec<f64>>,
 }
 
-impl HeadImportance {
+impl TaylorImportance {
     /// Empty scores.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds `|∂L/∂ξ_h|` for every head of `att` (an attention block of the model being trained,
-    /// named `block` by the caller), from one batch's gradients (call after `backward`, before
-    /// the optimizer consumes them). Blocks without a gradient are skipped; masked blocks (see
-    /// [`mask_attention`]) work too.
-    pub fn accumulate(&mut self, block: &str, att: &MultiHeadAttention, grads: &Gradients) {
-        // Effective weight times the stored base's gradient: for a masked projection this is
-        // `W_eff ⊙ ∂L/∂W_eff` restricted to the kept entries, the same gate derivative.
-        let w = att.output.weight.val();
-        let [rows, d_out] = w.dims();
-        let (heads, head_dim) = (att.n_heads, att.head_dim);
-        if rows != heads * head_dim {
-            return;
+    /// Adds one batch's `|∂L/∂ξ_u|` for the units of `weight` (the layer after the units: an
+    /// attention output projection with `unit_width = head_dim`, or an FFN's second layer with
+    /// width 1), under the name `block`. Call after `backward`, before the optimizer consumes
+    /// the gradients. A masked weight works too (its effective value and its base's gradient
+    /// give the same gate derivative restricted to the kept entries). A weight without a
+    /// gradient adds nothing.
+    ///
+    /// # Errors
+    /// [`PruneError::Shape`] when `unit_width` does not divide the weight's input features or
+    /// `block` was accumulated before with another unit count; [`PruneError::NonFinite`] for
+    /// unreadable or non-finite values.
+    pub fn accumulate(
+        &mut self,
+        block: &str,
+        weight: &Param<Tensor<2>>,
+        unit_width: usize,
+        grads: &Gradients,
+    ) -> Result<()> {
+        let [rows, d_out] = weight.dims();
+        if unit_width == 0 || !rows.is_multiple_of(unit_width) {
+            return Err(PruneError::Shape {
+                what: format!("unit width of {block}"),
+                expected: format!("a positive divisor of its {rows} input features"),
+                actual: unit_width.to_string(),
+            });
         }
-        let Some(g) = att.output.weight.base().grad(grads) else { return };
-        let (w, g) = (host(w), host(g));
-        let s = self.scores.entry(block.to_string()).or_insert_with(|| vec![0.0; heads]);
-        if s.len() != heads {
-            return;
+        let Some(g) = weight.base().grad(grads) else { return Ok(()) };
+        let (w, g) = (host(weight.val())?, host(g)?);
+        check_finite(&format!("gradient of {block}"), &g)?;
+        let units = rows / unit_width;
+        let s = self.scores.entry(block.to_string()).or_insert_with(|| vec![0.0; units]);
+        if s.len() != units {
+            return Err(PruneError::Shape {
+                what: format!("units of {block}"),
+                expected: s.len().to_string(),
+                actual: units.to_string(),
+            });
         }
-        for (h, score) in s.iter_mut().enumerate() {
-            let range = h * head_dim * d_out..(h + 1) * head_dim * d_out;
-            let dot: f64 = w[range.clone()].iter().zip(&g[range]).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let span = unit_width * d_out;
+        for (u, score) in s.iter_mut().enumerate() {
+            let range = u * span..(u + 1) * span;
+            let dot: f64 = w[range.clone()].iter().zip(&g[range]).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
             *score += dot.abs();
         }
+        Ok(())
     }
 
-    /// Importance per head, by block name.
+    /// Importance per unit, by block name.
     pub fn scores(&self) -> &HashMap<String, Vec<f64>> {
         &self.scores
     }
+
+    /// The scores of `block` as `f32` (for [`keep_top`]).
+    pub fn block_scores(&self, block: &str) -> Option<Vec<f32>> {
+        self.scores.get(block).map(|v| v.iter().map(|s| *s as f32).collect())
+    }
+}
+
+/// One structured removal in plain terms, for [`removal_masks`]: the weights whose **output**
+/// columns carry the units (the layers before: query / key / value, or an FFN's first layer),
+/// the weights whose **input** rows carry them (the layer after), the unit width, and the units
+/// to keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// Weight parameter paths whose output columns are the units' channels.
+    pub outputs_of: Vec<String>,
+    /// Weight parameter paths whose input rows are the units' channels.
+    pub inputs_of: Vec<String>,
+    /// Channels per unit (`head_dim` for heads, 1 for neurons).
+    pub unit_width: usize,
+    /// Units kept (ascending).
+    pub keep: Vec<usize>,
+}
+
+#[derive(Default)]
+struct Dims {
+    path: Vec<String>,
+    dims: HashMap<String, [usize; 2]>,
+}
+
+impl ModuleVisitor for Dims {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if D == 2 {
+            let d = param.lazy_shape();
+            self.dims.insert(self.path.join("."), [d[0], d[1]]);
+        }
+    }
+}
+
+/// The keep-masks (by weight path, for [`crate::apply_masks`]) that zero the removed units'
+/// channels without changing any shape: the masked twin of the physical removal, with the same
+/// outputs except that a removed neuron's bias still passes through the activation into a
+/// zeroed row, contributing nothing.
+///
+/// # Errors
+/// [`PruneError::InvalidConfig`] for a path that is not a rank-2 weight of `model`, a `keep`
+/// that is empty, unsorted or out of range; [`PruneError::Shape`] when the weights disagree on
+/// the number of channels or `unit_width` does not divide it.
+pub fn removal_masks<M: Module>(model: &M, removals: &[Removal]) -> Result<HashMap<String, Vec<bool>>> {
+    let mut dims = Dims::default();
+    model.visit(&mut dims);
+    let mut masks = HashMap::new();
+    for r in removals {
+        let lookup = |p: &String| {
+            dims.dims.get(p).copied().ok_or_else(|| PruneError::InvalidConfig {
+                what: "removal weight path".into(),
+                value: p.clone(),
+                expected: "the path of a rank-2 weight parameter of the model".into(),
+            })
+        };
+        let mut channels = None;
+        for (p, axis) in r.outputs_of.iter().map(|p| (p, 1)).chain(r.inputs_of.iter().map(|p| (p, 0))) {
+            let c = lookup(p)?[axis];
+            if *channels.get_or_insert(c) != c {
+                return Err(PruneError::Shape {
+                    what: format!("channels of {p}"),
+                    expected: channels.unwrap_or(0).to_string(),
+                    actual: c.to_string(),
+                });
+            }
+        }
+        let Some(channels) = channels else { continue };
+        if r.unit_width == 0 || !channels.is_multiple_of(r.unit_width) {
+            return Err(PruneError::Shape {
+                what: "unit width".into(),
+                expected: format!("a positive divisor of {channels} channels"),
+                actual: r.unit_width.to_string(),
+            });
+        }
+        let units = channels / r.unit_width;
+        if r.keep.is_empty()
+            || r.keep.windows(2).any(|w| w[0] >= w[1])
+            || r.keep.last().is_some_and(|&u| u >= units)
+        {
+            return Err(PruneError::InvalidConfig {
+                what: "units to keep".into(),
+                value: format!("{:?}", r.keep),
+                expected: format!("ascending, unique indices below {units}, at least one"),
+            });
+        }
+        let mut unit_kept = vec![false; units];
+        r.keep.iter().for_each(|&u| unit_kept[u] = true);
+        let kept: Vec<bool> = (0..channels).map(|c| unit_kept[c / r.unit_width]).collect();
+        for p in &r.outputs_of {
+            let [d_in, d_out] = lookup(p)?;
+            masks.insert(p.clone(), crate::mask::expand_neurons(&kept, d_in, d_out, crate::Axis::Output));
+        }
+        for p in &r.inputs_of {
+            let [d_in, d_out] = lookup(p)?;
+            masks.insert(p.clone(), crate::mask::expand_neurons(&kept, d_in, d_out, crate::Axis::Input));
+        }
+    }
+    Ok(masks)
 }

@@ -9,7 +9,10 @@ use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use ember_prune::mask::{n_m, unstructured};
-use ember_prune::{Criterion, CubicSchedule, Granularity, PruneConfig, PruneError, Pruner, shrink_linear_pair};
+use ember_prune::{
+    Criterion, CubicSchedule, Granularity, PruneConfig, PruneError, Pruner, Removal, channel_importance, keep_top,
+    removal_masks, unit_scores,
+};
 
 fn linear(d_in: usize, d_out: usize) -> Linear {
     let device = Device::flex();
@@ -124,15 +127,61 @@ fn bad_input_wanda_without_norms() {
 }
 
 #[test]
-fn bad_input_neuron_keep_mask_of_the_wrong_length() {
-    let e = shrink_linear_pair(&linear(4, 6), &linear(6, 2), &[true; 5]).unwrap_err();
-    assert!(matches!(&e, PruneError::Shape { what, .. } if what == "neuron keep-mask"), "{e}");
-    assert!(e.to_string().contains("expected 6, got 5"), "{e}");
+fn bad_input_keep_nothing_or_more_than_there_is() {
+    let e = keep_top(&[1.0, 2.0, 3.0], 0).unwrap_err();
+    assert!(matches!(&e, PruneError::InvalidConfig { what, .. } if what == "units to keep"), "{e}");
+    assert!(e.to_string().contains("1..=3"), "{e}");
+    let e = keep_top(&[1.0, 2.0, 3.0], 4).unwrap_err();
+    assert!(e.to_string().contains("invalid units to keep = 4"), "{e}");
+    assert_eq!(keep_top(&[1.0, f32::NAN], 1).unwrap_err(), PruneError::NonFinite("scores".into()));
 }
 
 #[test]
-fn bad_input_linear_pair_that_does_not_chain() {
-    let e = shrink_linear_pair(&linear(4, 6), &linear(5, 2), &[true; 6]).unwrap_err();
-    assert!(matches!(&e, PruneError::Shape { what, .. } if what == "second layer input"), "{e}");
-    assert!(e.to_string().contains("expected 6, got 5"), "{e}");
+fn bad_input_channel_norms_of_the_wrong_length() {
+    let e = channel_importance(&[1.0; 6], 3, 2, Some(&[1.0, 1.0])).unwrap_err();
+    assert!(matches!(&e, PruneError::Shape { what, .. } if what == "input-channel norms"), "{e}");
+    assert!(e.to_string().contains("expected 3 (the weight's input features), got 2"), "{e}");
+    let e = channel_importance(&[1.0; 5], 3, 2, None).unwrap_err();
+    assert!(e.to_string().contains("expected 6 values ([3, 2]), got 5"), "{e}");
+    let e = channel_importance(&[1.0, f32::INFINITY, 0.0, 0.0, 0.0, 0.0], 3, 2, None).unwrap_err();
+    assert_eq!(e, PruneError::NonFinite("weight".into()));
+}
+
+#[test]
+fn bad_input_unit_width_that_does_not_divide_the_channels() {
+    let e = unit_scores(&[1.0; 6], 4).unwrap_err();
+    assert!(e.to_string().contains("a positive divisor of the 6 channels, got 4"), "{e}");
+    assert!(unit_scores(&[1.0; 6], 0).is_err());
+}
+
+#[test]
+fn bad_input_removal_of_weights_that_do_not_exist_or_do_not_chain() {
+    #[derive(burn::module::Module, Debug)]
+    struct Pair {
+        a: Linear,
+        b: Linear,
+    }
+    let pair = Pair { a: linear(4, 6), b: linear(6, 2) };
+    let removal = |outputs: &str, inputs: &str, keep: Vec<usize>| Removal {
+        outputs_of: vec![outputs.into()],
+        inputs_of: vec![inputs.into()],
+        unit_width: 1,
+        keep,
+    };
+    let e = removal_masks(&pair, &[removal("c.weight", "b.weight", vec![0])]).unwrap_err();
+    assert!(e.to_string().contains("removal weight path = c.weight"), "{e}");
+    // `a` outputs 6 channels, `a` read as the next layer has 4 inputs.
+    let e = removal_masks(&pair, &[removal("a.weight", "a.weight", vec![0])]).unwrap_err();
+    assert!(matches!(&e, PruneError::Shape { .. }) && e.to_string().contains("expected 6, got 4"), "{e}");
+    let e = removal_masks(&pair, &[removal("a.weight", "b.weight", vec![2, 1])]).unwrap_err();
+    assert!(e.to_string().contains("ascending, unique indices below 6"), "{e}");
+    let e = removal_masks(&pair, &[removal("a.weight", "b.weight", vec![6])]).unwrap_err();
+    assert!(e.to_string().contains("units to keep = [6]"), "{e}");
+}
+
+#[test]
+fn bad_input_selection_pattern_that_is_not_a_regular_expression() {
+    let e = pruner_error(PruneConfig::new(0.5).with_exclude(vec!["*".into()]));
+    assert!(matches!(&e, PruneError::InvalidConfig { what, .. } if what == "exclude"), "{e}");
+    assert!(e.to_string().contains("a regular expression searched in weight paths"), "{e}");
 }

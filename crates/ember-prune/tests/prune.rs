@@ -303,7 +303,7 @@ fn bad_settings_are_typed_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("divide"), "{e}");
     let e =
-        Pruner::new(PruneConfig::new(0.5).with_exclude(vec!["fc*".into()])).unwrap().prune(Net::new(&d)).unwrap_err();
+        Pruner::new(PruneConfig::new(0.5).with_exclude(vec!["^fc".into()])).unwrap().prune(Net::new(&d)).unwrap_err();
     assert!(matches!(e, PruneError::EmptySelection(_)), "{e}");
     let mut layer: Linear = LinearConfig::new(2, 2).init(&d);
     layer.weight = layer.weight.map(|w| w.mul_scalar(f32::NAN));
@@ -311,12 +311,21 @@ fn bad_settings_are_typed_errors() {
 }
 
 #[test]
-fn path_patterns() {
-    assert!(path_matches("encoder", "encoder.layers.0.weight"));
-    assert!(!path_matches("encoder", "encoder2.weight"));
-    assert!(path_matches("*.fc1.*", "blocks.3.fc1.weight"));
-    assert!(path_matches("fc*", "fc2.weight"));
-    assert!(!path_matches("*.fc1.*", "blocks.3.fc2.weight"));
+fn path_patterns_are_regular_expressions_over_weight_paths() {
+    let id = burn::module::ParamId::new();
+    let m = |include: &[&str], exclude: &[&str], path: &str| {
+        let inc: Vec<String> = include.iter().map(|s| s.to_string()).collect();
+        let exc: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+        selection(&inc, &exc).unwrap().matches(&id, Some(path))
+    };
+    assert!(m(&["encoder"], &[], "encoder.layers.0.weight"));
+    assert!(m(&[r"^encoder\."], &[], "encoder.layers.0.weight"));
+    assert!(!m(&[r"^encoder\."], &[], "encoder2.weight"));
+    assert!(m(&[r"\.fc1\."], &[], "blocks.3.fc1.weight"));
+    assert!(!m(&[r"\.fc1\."], &[], "blocks.3.fc2.weight"));
+    assert!(m(&["fc1", "fc2"], &[], "fc2.weight"), "any include pattern");
+    assert!(!m(&[], &["fc"], "fc2.weight"), "exclude wins");
+    assert!(m(&[], &[], "anything.weight"), "empty include selects everything");
 }
 
 #[test]

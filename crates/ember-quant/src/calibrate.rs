@@ -193,12 +193,14 @@ pub(crate) struct LinearFinder {
 
 impl ModuleVisitor for LinearFinder {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        // Ember's Linear is the only `Linear` with a `quant` field; its `weight` was visited first.
-        if name == "quant" && (container_type == "Struct:Linear" || container_type == "Struct:Embedding") {
-            let layer = self.path.join(".");
+        // Ember's layers announce their type through their tag ([`crate::tag`]), visited after
+        // their `weight`; the path then ends with the tag's field name.
+        let linear = crate::tag::is_linear(container_type);
+        if linear || crate::tag::is_embedding(container_type) {
+            let layer = self.path[..self.path.len().saturating_sub(1)].join(".");
             let wpath = if layer.is_empty() { "weight".to_string() } else { format!("{layer}.weight") };
             if let Some((id, dims)) = self.weights.get(&wpath) {
-                let list = if container_type == "Struct:Linear" { &mut self.found } else { &mut self.embeddings };
+                let list = if linear { &mut self.found } else { &mut self.embeddings };
                 list.push((layer, *id, dims.clone()));
             }
         }

@@ -28,47 +28,24 @@ pub struct QuantizeConfig {
     /// Weight scale granularity (per output channel by default).
     #[config(default = "WeightGranularity::PerChannel")]
     pub weight: WeightGranularity,
-    /// Layer path patterns to convert (`*` matches any run of characters; a pattern without `*`
-    /// matches the path itself and everything below it). Empty: every Ember `Linear`.
+    /// Layers to convert: regular expressions searched in each layer's weight path
+    /// (`encoder.attention.0.query.weight`), see [`crate::select`]. Empty: every Ember
+    /// `Linear`.
     #[config(default = "Vec::new()")]
     pub include: Vec<String>,
-    /// Layer path patterns to leave in float (same syntax), applied after `include`.
+    /// Layers left in float (same syntax), applied after `include`.
     #[config(default = "Vec::new()")]
     pub exclude: Vec<String>,
     /// Also convert Ember [`Embedding`](crate::Embedding) tables (per-row symmetric i8), subject
-    /// to the same patterns.
+    /// to the same patterns (ember-prune's `PruneConfig` has the same option, off there).
     #[config(default = true)]
-    pub embeddings: bool,
+    pub include_embeddings: bool,
     /// How weight clipping ranges are chosen: `None` (default) uses max |w| per channel (or per
     /// tensor / group), which never clips; an observer (for example
     /// [`ObserverConfig::Mse`](crate::ObserverConfig)) may clip outlier weights to lower the
     /// overall error. Per-tensor and per-channel granularity only.
     #[config(default = "None")]
     pub weight_observer: Option<crate::observer::ObserverConfig>,
-}
-
-/// Whether `path` matches `pattern` (see [`QuantizeConfig::include`]).
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    if !pattern.contains('*') {
-        return path == pattern || path.starts_with(&format!("{pattern}.")) || pattern.is_empty();
-    }
-    // Glob with '*' only: greedy-free matching by pieces.
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let mut rest = path;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    rest.is_empty()
 }
 
 /// Converts every selected Ember [`Linear`](crate::Linear) of a model to int8, the
@@ -139,12 +116,9 @@ impl Quantizer {
         self
     }
 
-    fn selected(&self, path: &str, id: &ParamId) -> bool {
-        let c = &self.config;
-        let wpath = if path.is_empty() { "weight".to_string() } else { format!("{path}.weight") };
-        (c.include.is_empty() || c.include.iter().any(|p| path_matches(p, path)))
-            && !c.exclude.iter().any(|p| path_matches(p, path))
-            && self.group.as_ref().is_none_or(|g| g.matches(id, Some(&wpath)))
+    fn selected(&self, selection: &ParamGroup, path: &str, id: &ParamId) -> bool {
+        crate::select::selects(selection, path, id)
+            && self.group.as_ref().is_none_or(|g| crate::select::selects(g, path, id))
     }
 
     /// Converts `model`, returning the int8 model and a per-layer report. `model` is not
@@ -154,10 +128,11 @@ impl Quantizer {
     /// - [`QuantError::Empty`]: no float Ember `Linear` is selected;
     /// - [`QuantError::NotCalibrated`]: static mode and a selected layer has no statistics;
     /// - [`QuantError::NonFinite`]: NaN/Inf weights (the message names the layer);
-    /// - [`QuantError::InvalidConfig`], [`QuantError::Shape`]: invalid group size, smoothing
-    ///   factors of the wrong length.
+    /// - [`QuantError::InvalidConfig`], [`QuantError::Shape`]: an include / exclude pattern that
+    ///   is not a regular expression, invalid group size, smoothing factors of the wrong length.
     pub fn quantize<M: Module>(&self, model: &M) -> Result<(M, QuantReport)> {
         self.config.weight.validate()?;
+        let selection = crate::select::selection(&self.config.include, &self.config.exclude)?;
         // LSQ scales live in the QAT reparameterizations: collect them before folding.
         let mut qat_scales = QatScales::default();
         model.visit(&mut qat_scales);
@@ -165,9 +140,13 @@ impl Quantizer {
         let mut finder = LinearFinder::default();
         model.visit(&mut finder);
         let layers: Vec<_> =
-            finder.found.into_iter().filter(|(p, id, dims)| dims[0] > 0 && self.selected(p, id)).collect();
-        let embeddings: Vec<_> = if self.config.embeddings {
-            finder.embeddings.into_iter().filter(|(p, id, dims)| dims[0] > 0 && self.selected(p, id)).collect()
+            finder.found.into_iter().filter(|(p, id, dims)| dims[0] > 0 && self.selected(&selection, p, id)).collect();
+        let embeddings: Vec<_> = if self.config.include_embeddings {
+            finder
+                .embeddings
+                .into_iter()
+                .filter(|(p, id, dims)| dims[0] > 0 && self.selected(&selection, p, id))
+                .collect()
         } else {
             vec![]
         };
@@ -531,19 +510,4 @@ fn layer_report(
         float_bytes: (k * n + bias.map_or(0, |b| b.len())) * 4,
         int8_bytes: k * n + scales.len() * 4 + bias.map_or(0, |b| b.len()) * 4 + act.len() * 4 + smooth.len() * 4,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::path_matches;
-
-    #[test]
-    fn patterns() {
-        assert!(path_matches("encoder", "encoder.layers.0.fc1"));
-        assert!(!path_matches("encoder", "encoder2.fc"));
-        assert!(path_matches("*.fc1", "encoder.layers.0.fc1"));
-        assert!(path_matches("encoder.*.attn.*", "encoder.layers.3.attn.query"));
-        assert!(!path_matches("*.fc1", "encoder.layers.0.fc2"));
-        assert!(path_matches("head", "head"));
-    }
 }

@@ -59,6 +59,8 @@ pub struct Embedding {
     pub weight: Param<Tensor<2>>,
     /// Int8 rows and scales (empty while float).
     pub quant: EmbeddingQuantState,
+    /// Marks this module as Ember's `Embedding` for whole-model passes ([`crate::tag`]).
+    tag: crate::tag::LayerTag<Embedding>,
     #[module(skip)]
     head: PreparedCache,
     #[module(skip)]
@@ -71,6 +73,7 @@ impl From<burn::nn::Embedding> for Embedding {
         Embedding {
             weight: e.weight,
             quant: EmbeddingQuantState::empty(&device),
+            tag: Default::default(),
             head: PreparedCache::default(),
             words: Default::default(),
         }
@@ -157,6 +160,7 @@ impl Embedding {
                 )
                 .set_require_grad(false),
             },
+            tag: Default::default(),
             head: PreparedCache::default(),
             words: Default::default(),
         })

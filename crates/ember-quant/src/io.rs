@@ -108,13 +108,36 @@ impl ModuleVisitor for Collect {
 
 /// Saves every parameter of `model` (float, int8, int and bool) to a safetensors file at
 /// `path`, returning the file size in bytes. Reparameterizations (QAT, masks) are saved as
-/// their effective values: convert or `materialize` first to save a deployable model.
+/// their effective values: convert or `materialize` first to save a deployable model. The file
+/// is written next to `path` first and renamed over it only once complete, so an existing file
+/// is never left half-written.
 ///
 /// # Errors
 /// [`QuantError::Io`] if the file cannot be written; [`QuantError::Data`] for a tensor whose
 /// dtype has no safetensors form (Burn `QFloat` tensors).
 pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<u64> {
+    save_quantized_with(model, path, &BTreeMap::new())
+}
+
+/// [`save_quantized`] with extra metadata in the file's header (for example the layout
+/// version of the model that wrote it, which [`file_metadata`] reads back).
+///
+/// # Errors
+/// As [`save_quantized`]; [`QuantError::InvalidConfig`] for the reserved keys `format` and
+/// `version`.
+pub fn save_quantized_with<M: Module>(
+    model: &M,
+    path: impl AsRef<Path>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<u64> {
     let path = path.as_ref();
+    if let Some(k) = metadata.keys().find(|k| *k == "format" || *k == "version") {
+        return Err(QuantError::InvalidConfig {
+            what: "metadata",
+            value: k.clone(),
+            expected: "keys other than `format` and `version` (the file format's own)".into(),
+        });
+    }
     let mut c = Collect { path: Vec::new(), tensors: BTreeMap::new(), error: None };
     model.visit(&mut c);
     if let Some(e) = c.error {
@@ -129,16 +152,44 @@ pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<u6
                 .map_err(|e| QuantError::Data { what: k.clone(), message: e.to_string() })
         })
         .collect::<Result<_>>()?;
-    let meta = HashMap::from([
-        ("format".to_string(), FORMAT.to_string()),
-        ("version".to_string(), FORMAT_VERSION.to_string()),
-    ]);
-    let io = |source| QuantError::Io { path: path.display().to_string(), source };
+    let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("version".to_string(), FORMAT_VERSION.to_string());
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| QuantError::Data { what: "model".into(), message: e.to_string() })?;
     let bytes = canonical_header(bytes);
-    std::fs::write(path, &bytes).map_err(io)?;
+    write_atomically(path, &bytes)?;
     Ok(bytes.len() as u64)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| QuantError::Io { path: path.display().to_string(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// The header metadata of a file written by [`save_quantized`] (including `format` and
+/// `version`), without reading its tensors.
+///
+/// # Errors
+/// [`QuantError::Io`] if the file cannot be read; [`QuantError::File`] if it is not a valid
+/// safetensors file.
+pub fn file_metadata(path: impl AsRef<Path>) -> Result<BTreeMap<String, String>> {
+    let path = path.as_ref();
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| QuantError::Io { path: shown.clone(), source })?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| QuantError::File { path: shown, message: format!("not a valid safetensors file: {e}") })?;
+    Ok(meta.metadata().clone().unwrap_or_default().into_iter().collect())
 }
 
 /// safetensors writes its metadata map in hash order, which differs between saves; this

@@ -40,6 +40,8 @@
 //! - [`calibrate`]: recording layer inputs ([`Calibrator`]) into plain [`CalibrationData`]
 //!   (activation ranges, per-channel L2 norms for Wanda pruning, samples for the report).
 //! - [`linear`], [`embedding`]: the drop-in layers; [`convert`]: whole-model conversion.
+//! - [`select`]: which layers a pass covers (regular expressions over weight paths, Burn's
+//!   `ParamGroup`); [`tag`]: how passes recognise Ember's layers by type.
 //! - [`fake`], [`qat`]: fake quantization with straight-through and LSQ gradients.
 //! - [`smooth`]: SmoothQuant rewrites; [`report`]: the numeric suite; [`io`]: saving and
 //!   loading quantized models; [`burn_compat`]: Burn `QFloat` tensors.
@@ -76,8 +78,10 @@ pub mod qat;
 pub mod report;
 pub mod runtime;
 pub mod scheme;
+pub mod select;
 pub mod smooth;
 pub mod spec;
+pub mod tag;
 pub mod words;
 
 pub use calibrate::{CalibrationConfig, CalibrationData, Calibrator, LayerStats};
@@ -85,11 +89,13 @@ pub use convert::{QuantizeConfig, Quantizer};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use ember_kernels::QuantParams;
 pub use error::{QuantError, Result};
-pub use io::{load_quantized, save_quantized};
+pub use io::{file_metadata, load_quantized, save_quantized, save_quantized_with};
 pub use linear::{LayerQuantization, Linear, LinearConfig, LinearQuantState};
 pub use observer::{Observer, ObserverConfig};
 pub use report::{ErrorStats, LayerReport, QuantReport, compare};
 pub use runtime::{Int8Route, int8_route, set_int8_threads};
 pub use scheme::{QuantDtype, WeightGranularity};
+pub use select::selection;
+pub use tag::LayerTag;
 pub use spec::{ActivationGranularity, ActivationMode, LinearQuantSpec};
 pub use words::{GpuInt8Weights, gpu_int8_weights, set_gpu_int8_weights};

@@ -94,6 +94,8 @@ pub struct Linear {
     pub bias: Option<Param<Tensor<1>>>,
     /// Int8 weights, scales and spec (empty while float).
     pub quant: LinearQuantState,
+    /// Marks this module as Ember's `Linear` for whole-model passes ([`crate::tag`]).
+    tag: crate::tag::LayerTag<Linear>,
     #[module(skip)]
     cache: PreparedCache,
     #[module(skip)]
@@ -107,6 +109,7 @@ impl From<burn::nn::Linear> for Linear {
             weight: l.weight,
             bias: l.bias,
             quant: LinearQuantState::empty(&device),
+            tag: Default::default(),
             cache: PreparedCache::default(),
             words: Default::default(),
         }
@@ -185,7 +188,7 @@ pub(crate) fn host_int<E: burn::tensor::Element, const D: usize>(what: &str, t: 
 impl Linear {
     /// Assembles a layer from its parts (the packing cache starts empty).
     pub fn from_parts(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>, quant: LinearQuantState) -> Self {
-        Linear { weight, bias, quant, cache: PreparedCache::default(), words: Default::default() }
+        Linear { weight, bias, quant, tag: Default::default(), cache: PreparedCache::default(), words: Default::default() }
     }
 
     /// Input features.
@@ -313,7 +316,7 @@ impl Linear {
         let weight = Param::initialized(self.weight.id, Tensor::<2>::zeros([0, n], &device));
         // A new ParamId for the values keys the packing cache to these weights.
         let quant = LinearQuantState { values: Param::initialized(ParamId::new(), quant.values.val()), ..quant };
-        Ok(Linear { weight, bias: self.bias, quant, cache: PreparedCache::default(), words: Default::default() })
+        Ok(Linear::from_parts(weight, self.bias, quant))
     }
 
     /// The effective float weight `[d_input, d_output]`: the stored one for a float layer, the
@@ -344,13 +347,7 @@ impl Linear {
     pub fn to_float(&self) -> Result<Linear> {
         let w = self.effective_weight()?;
         let device = w.device();
-        Ok(Linear {
-            weight: Param::initialized(self.weight.id, w),
-            bias: self.bias.clone(),
-            quant: LinearQuantState::empty(&device),
-            cache: PreparedCache::default(),
-            words: Default::default(),
-        })
+        Ok(Linear::from_parts(Param::initialized(self.weight.id, w), self.bias.clone(), LinearQuantState::empty(&device)))
     }
 
     /// Converts to `burn::nn::Linear` (dequantizing an int8 layer, see [`Linear::to_float`]).
@@ -360,6 +357,61 @@ impl Linear {
     pub fn to_burn(&self) -> Result<burn::nn::Linear> {
         let f = self.to_float()?;
         Ok(burn::nn::Linear { weight: f.weight, bias: f.bias })
+    }
+
+    /// A float layer keeping only the output features (weight columns and bias entries) at
+    /// `keep`, in that order: the physical form of removing output neurons. The new
+    /// parameters get new ids (their shapes changed; optimizer state for the old ones does not
+    /// apply).
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// use ember_quant::LinearConfig;
+    /// let device = Device::flex();
+    /// let layer = LinearConfig::new(4, 6).init(&device);
+    /// let small = layer.retain_outputs(&[0, 2, 5]).unwrap();
+    /// assert_eq!((small.d_input(), small.d_output()), (4, 3));
+    /// let x = Tensor::<2>::ones([1, 4], &device);
+    /// let (full, part) = (layer.forward(x.clone()), small.forward(x));
+    /// assert!(full.select(1, Tensor::from_ints([0, 2, 5], &device)).equal(part).all().into_scalar::<bool>());
+    /// ```
+    ///
+    /// # Errors
+    /// [`QuantError::InvalidConfig`] for an int8 layer (remove structure while float, then
+    /// convert), an empty `keep`, or indices that are out of range, repeated or not ascending.
+    pub fn retain_outputs(&self, keep: &[usize]) -> Result<Linear> {
+        check_retain(self, keep, self.d_output(), "output")?;
+        let idx = index_tensor(keep, &self.weight.device());
+        let weight = self.weight.val().select(1, idx.clone()).detach();
+        let bias = self.bias.as_ref().map(|b| b.val().select(0, idx).detach());
+        Ok(self.rebuilt(weight, bias))
+    }
+
+    /// A float layer keeping only the input features (weight rows) at `keep`: what the layer
+    /// after a removed neuron keeps. The bias is unchanged.
+    ///
+    /// # Errors
+    /// As [`Linear::retain_outputs`].
+    pub fn retain_inputs(&self, keep: &[usize]) -> Result<Linear> {
+        check_retain(self, keep, self.d_input(), "input")?;
+        let idx = index_tensor(keep, &self.weight.device());
+        let weight = self.weight.val().select(0, idx).detach();
+        let bias = self.bias.as_ref().map(|b| b.val().detach());
+        Ok(self.rebuilt(weight, bias))
+    }
+
+    /// A float layer from new weight and bias values (new parameter ids; the bias keeps its id
+    /// when its shape is unchanged), with `requires_grad` as the old weight.
+    fn rebuilt(&self, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
+        let grad = self.weight.is_require_grad();
+        let device = weight.device();
+        let weight = Param::initialized(ParamId::new(), weight).set_require_grad(grad);
+        let bias = bias.map(|b| {
+            let same = self.bias.as_ref().is_some_and(|old| old.dims() == b.dims());
+            let id = if same { self.bias.as_ref().map_or_else(ParamId::new, |o| o.id) } else { ParamId::new() };
+            Param::initialized(id, b).set_require_grad(grad)
+        });
+        Linear::from_parts(weight, bias, LinearQuantState::empty(&device))
     }
 
     /// Reads the int8 state and packs the weights (once per set of weights; clones share it).
@@ -534,4 +586,30 @@ impl Linear {
         let x = crate::fake::fake_quantize_activation(x, &p.spec, p.act);
         Ok(linear(x, w, self.bias.as_ref().map(|b| b.val().to_device(&device))))
     }
+}
+
+/// `keep` must be non-empty, ascending, unique and below `width`, and the layer float.
+fn check_retain(layer: &Linear, keep: &[usize], width: usize, what: &'static str) -> Result<()> {
+    let bad = |value: String, expected: String| QuantError::InvalidConfig { what, value, expected };
+    if layer.is_quantized() {
+        return Err(bad(
+            "an int8 layer".into(),
+            "a float layer (remove neurons before converting to int8)".into(),
+        ));
+    }
+    if keep.is_empty() {
+        return Err(bad("[]".into(), format!("at least one of the {width} {what} features to keep")));
+    }
+    if let Some(w) = keep.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(bad(format!("{} then {}", w[0], w[1]), "ascending indices without repeats".into()));
+    }
+    if let Some(&i) = keep.iter().find(|&&i| i >= width) {
+        return Err(bad(i.to_string(), format!("indices below the layer's {width} {what} features")));
+    }
+    Ok(())
+}
+
+fn index_tensor(keep: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = keep.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(v, [keep.len()]), device)
 }

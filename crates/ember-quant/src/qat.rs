@@ -35,7 +35,6 @@
 //! Activations are not fake-quantized during QAT: the int8 layers quantize them dynamically
 //! (per row), which is how dynamic int8 transformers run.
 
-use crate::convert::path_matches;
 use crate::error::{QuantError, Result};
 use crate::fake::{fake_quantize_per_channel, lsq_fake_quantize};
 use crate::scheme::{QuantDtype, WeightGranularity};
@@ -70,7 +69,7 @@ pub struct QatConfig {
     /// Keep weights that are exactly zero at preparation (pruned ones) at zero.
     #[config(default = true)]
     pub preserve_zeros: bool,
-    /// Layer path patterns to fake-quantize (see [`crate::QuantizeConfig::include`]); empty: all.
+    /// Layers to fake-quantize: regular expressions over weight paths ([`crate::select`]); empty: all.
     #[config(default = "Vec::new()")]
     pub include: Vec<String>,
     /// Layer path patterns to leave alone.
@@ -147,6 +146,7 @@ impl ModuleVisitor for LinearWeights {
 
 struct Preparer {
     config: QatConfig,
+    selection: burn::module::ParamGroup,
     linear_weights: HashSet<String>,
 }
 
@@ -161,10 +161,8 @@ impl Reparameterizer for Preparer {
         if D != 2 || !self.linear_weights.contains(path) {
             return (param, None);
         }
-        let layer = path.strip_suffix(".weight").unwrap_or("");
         let c = &self.config;
-        let selected = (c.include.is_empty() || c.include.iter().any(|p| path_matches(p, layer)))
-            && !c.exclude.iter().any(|p| path_matches(p, layer));
+        let selected = self.selection.matches(&param.id, Some(path));
         let w = param.val();
         let dims = w.dims();
         if !selected || dims.iter().product::<usize>() == 0 {
@@ -198,14 +196,16 @@ impl Reparameterizer for Preparer {
 ///
 /// # Errors
 /// [`QuantError::UnsupportedScheme`] for per-group weights (QAT supports per-tensor and
-/// per-channel scales).
+/// per-channel scales); [`QuantError::InvalidConfig`] for an include / exclude pattern that is
+/// not a regular expression ([`crate::select`]).
 pub fn prepare_qat<M: Module>(model: M, config: &QatConfig) -> Result<M> {
     if let WeightGranularity::PerGroup { .. } = config.weight {
         return Err(QuantError::UnsupportedScheme(
             "QAT fake-quantizes per tensor or per channel; per-group scales are for post-training conversion".into(),
         ));
     }
+    let selection = crate::select::selection(&config.include, &config.exclude)?;
     let mut lw = LinearWeights::default();
     model.visit(&mut lw);
-    Ok(model.apply_reparameterization(Preparer { config: config.clone(), linear_weights: lw.found }))
+    Ok(model.apply_reparameterization(Preparer { config: config.clone(), selection, linear_weights: lw.found }))
 }

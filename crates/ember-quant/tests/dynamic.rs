@@ -58,7 +58,8 @@ fn transformer_dynamic_int8_with_int8_embedding_and_tied_head() {
 fn exclude_patterns_keep_layers_float() {
     let device = burn::tensor::Device::flex();
     let model = TinyLm::new(&device);
-    let cfg = QuantizeConfig::new().with_exclude(vec!["fc*".into(), "emb".into()]);
+    // Regular expressions over weight paths (`fc1.weight`, `emb.weight`, …).
+    let cfg = QuantizeConfig::new().with_exclude(vec![r"^fc\d".into(), "^emb".into()]);
     let (int8, report) = Quantizer::new(cfg).quantize(&model).unwrap();
     assert!(!int8.fc1.is_quantized() && !int8.fc2.is_quantized() && !int8.emb.is_quantized());
     assert!(int8.query.is_quantized() && int8.output.is_quantized());
@@ -66,6 +67,13 @@ fn exclude_patterns_keep_layers_float() {
     let group = burn::module::ParamGroup::from_path("query.weight");
     let (only_q, _) = Quantizer::new(QuantizeConfig::new()).with_group(group).quantize(&model).unwrap();
     assert!(only_q.query.is_quantized() && !only_q.key.is_quantized());
+    // An include pattern selects by the same paths; a glob is not a regular expression.
+    let cfg = QuantizeConfig::new().with_include(vec!["query|key".into()]).with_include_embeddings(false);
+    let (qk, report) = Quantizer::new(cfg).quantize(&model).unwrap();
+    assert!(qk.query.is_quantized() && qk.key.is_quantized() && !qk.fc1.is_quantized() && !qk.emb.is_quantized());
+    assert_eq!(report.layers.len(), 2);
+    let err = Quantizer::new(QuantizeConfig::new().with_exclude(vec!["*".into()])).quantize(&model).unwrap_err();
+    assert!(err.to_string().contains("a regular expression searched in weight paths"), "{err}");
 }
 
 #[test]
