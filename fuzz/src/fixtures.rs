@@ -1,7 +1,7 @@
 //! The models the loaders fill, and the seed inputs of every target.
 
 use burn::tensor::Device;
-use ember_models::{Bert, BertConfig, CausalLm, CausalLmConfig};
+use ember_models::{AlbertConfig, Bert, BertConfig, CausalLm, CausalLmConfig};
 use ember_quant::{ActivationGranularity, ActivationMode, QuantDtype, QuantizeConfig, Quantizer, WeightGranularity};
 use std::cell::OnceCell;
 
@@ -13,7 +13,12 @@ mod bert_fixture;
 /// config reader is exercised on the way).
 pub use bert_fixture::CONFIG as BERT_CONFIG;
 
+/// The small ALBERT of ember-models' tests (`scripts/albert_reference.py`).
+const ALBERT_CONFIG: &str = include_str!("../../crates/ember-models/tests/data/albert_tiny/config.json");
+const ALBERT_WEIGHTS: &[u8] = include_bytes!("../../crates/ember-models/tests/data/albert_tiny/model.safetensors");
+
 thread_local! {
+    static ALBERT: OnceCell<(Bert, AlbertConfig)> = const { OnceCell::new() };
     static BERT: OnceCell<Bert> = const { OnceCell::new() };
     static QUANT: OnceCell<CausalLm> = const { OnceCell::new() };
 }
@@ -23,6 +28,17 @@ pub fn bert_skeleton() -> Bert {
     BERT.with(|c| {
         c.get_or_init(|| BertConfig::from_json(BERT_CONFIG).and_then(|c| c.init(&Device::flex())).expect("fixture"))
             .clone()
+    })
+}
+
+/// A fresh copy of the ALBERT skeleton and its config.
+pub fn albert_skeleton() -> (Bert, AlbertConfig) {
+    ALBERT.with(|c| {
+        c.get_or_init(|| {
+            let config = AlbertConfig::from_json(ALBERT_CONFIG).expect("fixture config");
+            (config.init(&Device::flex()).expect("fixture"), config)
+        })
+        .clone()
     })
 }
 
@@ -56,6 +72,7 @@ pub fn checkpoint_seeds() -> Vec<(String, Vec<u8>)> {
         ("valid-prefixed".into(), with_tag(1, bert_checkpoint("bert.", None))),
         ("missing-bias".into(), with_tag(1, bert_checkpoint("", Some("encoder.layer.1.output.dense.bias")))),
         ("config".into(), with_tag(0, BERT_CONFIG.as_bytes().to_vec())),
+        ("albert".into(), with_tag(2, ALBERT_WEIGHTS.to_vec())),
     ]
 }
 

@@ -65,16 +65,24 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     }
 }
 
-/// A BERT checkpoint (safetensors bytes) into a small model built from a fixed config; or, when
-/// the first byte is 0, the rest as a `config.json` for `BertConfig::from_json`.
+/// A BERT checkpoint (safetensors bytes) into a small model built from a fixed config; when the
+/// first byte is 0, the rest as a `config.json` for `BertConfig::from_json`; when it is 2, an
+/// ALBERT checkpoint into the small ALBERT of ember-models' tests (2 groups of 2 inner layers).
 ///
 /// Property: no panic. A config that parses must validate (a parsed config is a valid one) and
 /// report its parameter count; a checkpoint that loads gives a model that embeds a sequence or
 /// returns a typed error.
 pub fn checkpoint(data: &[u8]) {
-    use ember_models::{BertConfig, Encoded, load_bert_bytes};
+    use ember_models::{BertConfig, Encoded, load_albert_bytes, load_bert_bytes};
     match data.split_first() {
         None => {}
+        Some((2, rest)) => {
+            let (skeleton, config) = fixtures::albert_skeleton();
+            if let Ok((model, _report)) = load_albert_bytes(skeleton, rest.to_vec(), "fuzz.safetensors", &config) {
+                let batch = Encoded::from_ids(&[vec![1, 2, 3, 4]], 0).expect("fixed ids");
+                let _ = model.embed(&batch);
+            }
+        }
         Some((0, rest)) => {
             let Ok(text) = std::str::from_utf8(rest) else { return };
             if let Ok(config) = BertConfig::from_json(text) {

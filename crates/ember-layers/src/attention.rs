@@ -17,8 +17,8 @@ use ember_quant::{Linear, LinearConfig};
 
 /// The score given to hidden keys before the softmax: `−10⁴`.
 ///
-/// Finite and exactly representable in f32, f16 (max 65 504) and bf16, so it neither overflows
-/// nor turns into `−inf` (and NaN) in half precision; next to any real score (|s| ≪ 10⁴) its
+/// Finite in every float type Burn computes in: exact in f32 and f16 (max 65 504), −9 984 in bf16,
+/// so it neither overflows nor turns into `−inf` (and NaN) in half precision; next to any real score (|s| ≪ 10⁴) its
 /// `exp` underflows to exactly 0, so hidden keys get no weight. A query whose keys are all
 /// hidden (a fully padded row) gets a uniform distribution instead of NaN. Hugging Face adds
 /// the dtype's minimum instead; the probabilities agree to the last bit in f32 whenever a row
@@ -121,7 +121,13 @@ impl AttentionMask {
     ///
     /// # Errors
     /// [`LayerError::Shape`] if `pad_mask` is not `[batch, seq]`.
-    pub fn new(pad_mask: Option<Tensor<2, Bool>>, causal: bool, batch: usize, seq: usize, device: &Device) -> Result<Self> {
+    pub fn new(
+        pad_mask: Option<Tensor<2, Bool>>,
+        causal: bool,
+        batch: usize,
+        seq: usize,
+        device: &Device,
+    ) -> Result<Self> {
         if let Some(m) = &pad_mask
             && m.dims() != [batch, seq]
         {

@@ -299,9 +299,17 @@ impl EncoderConfig {
         let layout = self.resolved_layout()?;
         let ln = || LayerNormConfig::new(self.d_model).with_epsilon(self.layer_norm_eps).init(device);
         Ok(Encoder {
-            attention: layout.attention_heads.iter().map(|&h| self.attention(h)?.init(device)).collect::<Result<_>>()?,
+            attention: layout
+                .attention_heads
+                .iter()
+                .map(|&h| self.attention(h)?.init(device))
+                .collect::<Result<_>>()?,
             attention_norm: layout.attention_heads.iter().map(|_| ln()).collect(),
-            feed_forward: layout.ffn_widths.iter().map(|&w| self.feed_forward(w).init(device)).collect::<Result<_>>()?,
+            feed_forward: layout
+                .ffn_widths
+                .iter()
+                .map(|&w| self.feed_forward(w).init(device))
+                .collect::<Result<_>>()?,
             feed_forward_norm: layout.ffn_widths.iter().map(|_| ln()).collect(),
             attention_index: layout.attention_index,
             feed_forward_index: layout.feed_forward_index,
@@ -456,7 +464,8 @@ impl Encoder {
     /// The layers over `x` with a prepared mask (built once by the caller for the batch).
     pub fn forward_masked(&self, x: Tensor<3>, mask: &AttentionMask, collect: bool) -> EncoderOutput {
         let mut x = x;
-        let mut out = EncoderOutput { hidden: x.clone(), hidden_states: Vec::new(), attentions: Vec::new(), values: Vec::new() };
+        let mut out =
+            EncoderOutput { hidden: x.clone(), hidden_states: Vec::new(), attentions: Vec::new(), values: Vec::new() };
         if collect {
             out.hidden_states.push(x.clone());
         }
@@ -588,8 +597,14 @@ impl Encoder {
             for layers in &groups {
                 let src = sources(&self.attention_index, layers);
                 let pick = |i: usize| init_source(init, i, &src);
-                blocks.push(combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.attention[i]).collect::<Vec<_>>()).map_err(fail)?);
-                norms.push(combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.attention_norm[i]).collect::<Vec<_>>()).map_err(fail)?);
+                blocks.push(
+                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.attention[i]).collect::<Vec<_>>())
+                        .map_err(fail)?,
+                );
+                norms.push(
+                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.attention_norm[i]).collect::<Vec<_>>())
+                        .map_err(fail)?,
+                );
             }
             (blocks, norms, (0..n).map(|l| l / per).collect())
         } else {
@@ -603,8 +618,14 @@ impl Encoder {
             for layers in &groups {
                 let src = sources(&self.feed_forward_index, layers);
                 let pick = |i: usize| init_source(init, i, &src);
-                blocks.push(combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.feed_forward[i]).collect::<Vec<_>>()).map_err(fail)?);
-                norms.push(combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.feed_forward_norm[i]).collect::<Vec<_>>()).map_err(fail)?);
+                blocks.push(
+                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.feed_forward[i]).collect::<Vec<_>>())
+                        .map_err(fail)?,
+                );
+                norms.push(
+                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.feed_forward_norm[i]).collect::<Vec<_>>())
+                        .map_err(fail)?,
+                );
             }
             (blocks, norms, (0..n).map(|l| l / per).collect())
         } else {

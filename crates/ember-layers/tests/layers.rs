@@ -285,6 +285,7 @@ fn wrong_input_shapes_are_typed_errors_with_try_forward() {
     assert!(matches!(e, LayerError::Shape { .. }) && e.to_string().contains("[1, 3]"), "{e}");
     let ok = enc.try_forward(Tensor::<3>::zeros([1, 3, 8], &device), None, true).unwrap();
     assert_eq!(ok.hidden_states.len(), 3);
-    let e = enc.attention[0].try_forward(Tensor::<3>::zeros([2, 2, 9], &device), &AttentionMask::none(2, 2)).unwrap_err();
+    let e =
+        enc.attention[0].try_forward(Tensor::<3>::zeros([2, 2, 9], &device), &AttentionMask::none(2, 2)).unwrap_err();
     assert!(e.to_string().contains("input"), "{e}");
 }

@@ -135,8 +135,8 @@ impl AlbertConfig {
     /// # Errors
     /// [`crate::ModelError::Config`] for malformed JSON or invalid values.
     pub fn from_json(text: &str) -> Result<Self> {
-        let c: AlbertConfig = serde_json::from_str(text)
-            .map_err(|e| config_err("config.json", e, "a Hugging Face ALBERT config"))?;
+        let c: AlbertConfig =
+            serde_json::from_str(text).map_err(|e| config_err("config.json", e, "a Hugging Face ALBERT config"))?;
         c.architecture()?;
         Ok(c)
     }
@@ -204,12 +204,13 @@ impl AlbertConfig {
             attention_index: index.clone(),
             feed_forward_index: index,
         };
-        let encoder = EncoderConfig::new(self.hidden_size, self.num_attention_heads, self.intermediate_size, applications)
-            .with_activation(Activation::from_hf(&self.hidden_act).map_err(crate::error::layer_config)?)
-            .with_layer_norm_eps(self.layer_norm_eps)
-            .with_layout(Some(layout))
-            // A uniform config when it says the same (the released models: one shared block).
-            .simplified();
+        let encoder =
+            EncoderConfig::new(self.hidden_size, self.num_attention_heads, self.intermediate_size, applications)
+                .with_activation(Activation::from_hf(&self.hidden_act).map_err(crate::error::layer_config)?)
+                .with_layer_norm_eps(self.layer_norm_eps)
+                .with_layout(Some(layout))
+                // A uniform config when it says the same (the released models: one shared block).
+                .simplified();
         let arch = BertArchitecture::new(
             FactorizedEmbeddingConfig::new(self.vocab_size, self.embedding_size, self.hidden_size)
                 .with_max_positions(self.max_position_embeddings)

@@ -165,9 +165,14 @@ impl BertConfig {
                 self.type_vocab_size,
             )
             .with_layer_norm_eps(self.layer_norm_eps),
-            EncoderConfig::new(self.hidden_size, self.num_attention_heads, self.intermediate_size, self.num_hidden_layers)
-                .with_activation(Activation::from_hf(&self.hidden_act).map_err(crate::error::layer_config)?)
-                .with_layer_norm_eps(self.layer_norm_eps),
+            EncoderConfig::new(
+                self.hidden_size,
+                self.num_attention_heads,
+                self.intermediate_size,
+                self.num_hidden_layers,
+            )
+            .with_activation(Activation::from_hf(&self.hidden_act).map_err(crate::error::layer_config)?)
+            .with_layer_norm_eps(self.layer_norm_eps),
         );
         arch.validate()?;
         Ok(arch)
@@ -461,7 +466,8 @@ impl Bert {
     /// another model kind or layout version (files saved before Ember's layout 2 name their
     /// version), a malformed `ember.json`, or weights that do not fit it.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Bert> {
-        let (arch, weights): (BertArchitecture, _) = crate::save::read_model(dir.as_ref(), crate::save::ModelKind::Bert)?;
+        let (arch, weights): (BertArchitecture, _) =
+            crate::save::read_model(dir.as_ref(), crate::save::ModelKind::Bert)?;
         let skeleton = arch.init(device)?;
         crate::save::load_weights(skeleton, &weights)
     }

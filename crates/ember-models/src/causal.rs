@@ -133,9 +133,8 @@ impl CausalLmConfig {
     pub fn decoder(&self) -> EncoderConfig {
         let layout = self.layout.clone().unwrap_or_else(|| {
             let group = self.group();
-            let shared = |yes: bool| -> Vec<usize> {
-                (0..self.n_layers).map(|l| if yes { l / group } else { l }).collect()
-            };
+            let shared =
+                |yes: bool| -> Vec<usize> { (0..self.n_layers).map(|l| if yes { l / group } else { l }).collect() };
             let attention_index = shared(matches!(self.sharing, SharingMode::All | SharingMode::Attention));
             let feed_forward_index = shared(matches!(self.sharing, SharingMode::All | SharingMode::FeedForward));
             let blocks = |index: &[usize]| index.iter().max().map_or(0, |m| m + 1);
@@ -197,7 +196,8 @@ impl CausalLmConfig {
 
     fn params(&self) -> Result<usize> {
         let (a, f, n) = self.decoder().num_params().map_err(crate::error::layer_config)?;
-        let (h, e, v) = (self.d_model as u128, self.embedding_size.unwrap_or(self.d_model) as u128, self.vocab_size as u128);
+        let (h, e, v) =
+            (self.d_model as u128, self.embedding_size.unwrap_or(self.d_model) as u128, self.vocab_size as u128);
         let mut extra = 2 * h; // final norm
         if self.embedding_size.is_some() && self.tie_embeddings {
             extra += h * e + e; // out projection for the tied head
@@ -315,11 +315,11 @@ impl CausalLm {
             u
         };
         let n = c.n_layers;
-        let candidates = [(SharingMode::None, 1)]
-            .into_iter()
-            .chain([SharingMode::All, SharingMode::Attention, SharingMode::FeedForward].into_iter().flat_map(|m| {
-                (1..=n).map(move |g| (m, g))
-            }));
+        let candidates = [(SharingMode::None, 1)].into_iter().chain(
+            [SharingMode::All, SharingMode::Attention, SharingMode::FeedForward]
+                .into_iter()
+                .flat_map(|m| (1..=n).map(move |g| (m, g))),
+        );
         let layout = self.decoder.layout();
         for (sharing, group) in candidates {
             let u = uniform(sharing, group);

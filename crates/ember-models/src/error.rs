@@ -127,7 +127,8 @@ pub(crate) fn check_eps(eps: f64) -> Result<()> {
 
 /// A text file's contents, or [`ModelError::Io`] naming it.
 pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })
+    std::fs::read_to_string(path)
+        .map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })
 }
 
 /// An invalid ember-layers config as the model config error it is (naming the setting).

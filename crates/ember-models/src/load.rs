@@ -531,7 +531,13 @@ impl Bert {
 /// Refuses a config whose model is more than twice as large as everything the checkpoint holds
 /// for it, before `init` allocates that model (a lying or mismatched `config.json` must not cost
 /// gigabytes). Smaller disagreements are left to the loader, which names the tensor.
-fn check_config_fits_checkpoint(wanted: usize, bytes: &[u8], name: &str, layout: &HfLayout, inner: usize) -> Result<()> {
+fn check_config_fits_checkpoint(
+    wanted: usize,
+    bytes: &[u8],
+    name: &str,
+    layout: &HfLayout,
+    inner: usize,
+) -> Result<()> {
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| ModelError::Checkpoint { file: name.into(), message: describe_safetensors_error(&e, bytes) })?;
     let held: u128 = meta
@@ -636,4 +642,3 @@ fn regex_escape(s: &str) -> String {
     }
     out
 }
-

@@ -65,7 +65,9 @@ fn albert_key_map_numbers_blocks_by_group_and_inner_layer() {
     // An inner index beyond inner_group_num, and BERT's keys, are not ALBERT tensors.
     assert_eq!(map("encoder.albert_layer_groups.0.albert_layers.2.ffn.weight"), KeyMapping::Unknown);
     assert_eq!(map("encoder.layer.0.output.dense.weight"), KeyMapping::Unknown);
-    for k in ["pooler.weight", "predictions.decoder.weight", "sop_classifier.classifier.bias", "embeddings.position_ids"] {
+    for k in
+        ["pooler.weight", "predictions.decoder.weight", "sop_classifier.classifier.bias", "embeddings.position_ids"]
+    {
         assert_eq!(map(k), KeyMapping::Ignored, "{k}");
     }
     // The reverse map names the checkpoint key in messages.
@@ -92,7 +94,10 @@ fn bad_input_albert_checkpoint_and_config() {
     // A config with one group fewer than the checkpoint holds: its second group is unexpected.
     write(&config.replace("\"num_hidden_groups\": 2", "\"num_hidden_groups\": 1"));
     let e = Bert::from_pretrained(&dir, &Device::flex()).unwrap_err();
-    assert!(matches!(&e, ModelError::UnexpectedTensor { tensor, .. } if tensor.contains("albert_layer_groups.1")), "{e}");
+    assert!(
+        matches!(&e, ModelError::UnexpectedTensor { tensor, .. } if tensor.contains("albert_layer_groups.1")),
+        "{e}"
+    );
     // Groups that do not divide the layers.
     write(&config.replace("\"num_hidden_groups\": 2", "\"num_hidden_groups\": 3"));
     let e = Bert::from_pretrained(&dir, &Device::flex()).unwrap_err();
@@ -131,7 +136,8 @@ fn albert_base_in_int8_agrees_with_float() {
         TextTokenizer::from_file(&tokenizer, 512).unwrap().encode_batch(&sentences).unwrap()
     } else {
         eprintln!("MiniLM tokenizer not found: deterministic ids instead");
-        let ids: Vec<Vec<u32>> = (0..8).map(|s| (0..12 + s).map(|i| ((i * 7919 + s * 104_729) % 30522) as u32).collect()).collect();
+        let ids: Vec<Vec<u32>> =
+            (0..8).map(|s| (0..12 + s).map(|i| ((i * 7919 + s * 104_729) % 30522) as u32).collect()).collect();
         ember_models::Encoded::from_ids(&ids, 0).unwrap()
     };
     let (int8, _) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap();

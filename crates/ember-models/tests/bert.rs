@@ -79,10 +79,16 @@ fn checkpoint_tensors_land_in_the_right_places() {
     let (shape, up) = &t["encoder.layer.0.intermediate.dense.weight"];
     assert_eq!(m.encoder.feed_forward[0].inner.weight.val().dims(), [8, 16]);
     assert_eq!(host(m.encoder.feed_forward[0].inner.weight.val()), transpose(up, shape[0], shape[1]));
-    assert_eq!(host(m.encoder.feed_forward[0].inner.bias.as_ref().unwrap().val()), t["encoder.layer.0.intermediate.dense.bias"].1);
+    assert_eq!(
+        host(m.encoder.feed_forward[0].inner.bias.as_ref().unwrap().val()),
+        t["encoder.layer.0.intermediate.dense.bias"].1
+    );
     // LayerNorm weight/bias → gamma/beta; embeddings as stored.
     assert_eq!(host(m.encoder.feed_forward_norm[1].gamma.val()), t["encoder.layer.1.output.LayerNorm.weight"].1);
-    assert_eq!(host(m.encoder.feed_forward_norm[1].beta.as_ref().unwrap().val()), t["encoder.layer.1.output.LayerNorm.bias"].1);
+    assert_eq!(
+        host(m.encoder.feed_forward_norm[1].beta.as_ref().unwrap().val()),
+        t["encoder.layer.1.output.LayerNorm.bias"].1
+    );
     assert_eq!(host(m.embeddings.word.weight.val()), t["embeddings.word_embeddings.weight"].1);
     assert_eq!(host(m.embeddings.norm.as_ref().unwrap().gamma.val()), t["embeddings.LayerNorm.weight"].1);
 }

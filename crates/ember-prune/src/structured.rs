@@ -303,10 +303,7 @@ pub fn removal_masks<M: Module>(model: &M, removals: &[Removal]) -> Result<HashM
             });
         }
         let units = channels / r.unit_width;
-        if r.keep.is_empty()
-            || r.keep.windows(2).any(|w| w[0] >= w[1])
-            || r.keep.last().is_some_and(|&u| u >= units)
-        {
+        if r.keep.is_empty() || r.keep.windows(2).any(|w| w[0] >= w[1]) || r.keep.last().is_some_and(|&u| u >= units) {
             return Err(PruneError::InvalidConfig {
                 what: "units to keep".into(),
                 value: format!("{:?}", r.keep),

@@ -96,6 +96,6 @@ pub use report::{ErrorStats, LayerReport, QuantReport, compare};
 pub use runtime::{Int8Route, int8_route, set_int8_threads};
 pub use scheme::{QuantDtype, WeightGranularity};
 pub use select::selection;
-pub use tag::LayerTag;
 pub use spec::{ActivationGranularity, ActivationMode, LinearQuantSpec};
+pub use tag::LayerTag;
 pub use words::{GpuInt8Weights, gpu_int8_weights, set_gpu_int8_weights};

@@ -188,7 +188,14 @@ pub(crate) fn host_int<E: burn::tensor::Element, const D: usize>(what: &str, t: 
 impl Linear {
     /// Assembles a layer from its parts (the packing cache starts empty).
     pub fn from_parts(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>, quant: LinearQuantState) -> Self {
-        Linear { weight, bias, quant, tag: Default::default(), cache: PreparedCache::default(), words: Default::default() }
+        Linear {
+            weight,
+            bias,
+            quant,
+            tag: Default::default(),
+            cache: PreparedCache::default(),
+            words: Default::default(),
+        }
     }
 
     /// Input features.
@@ -347,7 +354,11 @@ impl Linear {
     pub fn to_float(&self) -> Result<Linear> {
         let w = self.effective_weight()?;
         let device = w.device();
-        Ok(Linear::from_parts(Param::initialized(self.weight.id, w), self.bias.clone(), LinearQuantState::empty(&device)))
+        Ok(Linear::from_parts(
+            Param::initialized(self.weight.id, w),
+            self.bias.clone(),
+            LinearQuantState::empty(&device),
+        ))
     }
 
     /// Converts to `burn::nn::Linear` (dequantizing an int8 layer, see [`Linear::to_float`]).
@@ -592,10 +603,7 @@ impl Linear {
 fn check_retain(layer: &Linear, keep: &[usize], width: usize, what: &'static str) -> Result<()> {
     let bad = |value: String, expected: String| QuantError::InvalidConfig { what, value, expected };
     if layer.is_quantized() {
-        return Err(bad(
-            "an int8 layer".into(),
-            "a float layer (remove neurons before converting to int8)".into(),
-        ));
+        return Err(bad("an int8 layer".into(), "a float layer (remove neurons before converting to int8)".into()));
     }
     if keep.is_empty() {
         return Err(bad("[]".into(), format!("at least one of the {width} {what} features to keep")));

@@ -28,8 +28,11 @@ pub fn selection(include: &[String], exclude: &[String]) -> Result<ParamGroup> {
                 ),
             })?;
         }
-        ParamGroup::from_any_regexes(patterns.to_vec())
-            .map_err(|e| QuantError::InvalidConfig { what, value: format!("{patterns:?}"), expected: format!("{e:?}") })
+        ParamGroup::from_any_regexes(patterns.to_vec()).map_err(|e| QuantError::InvalidConfig {
+            what,
+            value: format!("{patterns:?}"),
+            expected: format!("{e:?}"),
+        })
     };
     let base = if include.is_empty() { ParamGroup::all() } else { group("include", include)? };
     Ok(if exclude.is_empty() { base } else { base.exclude(group("exclude", exclude)?) })

@@ -21,6 +21,9 @@
 //!
 //! `--albert` adds one line: ALBERT-base's configuration (the shared encoder from ember-layers,
 //! seeded random weights, MiniLM's vocabulary) in int8 against float on the same sentences.
+//! `--students` adds one line per student built from the checkpoint without training: the layer
+//! subset alone, and ALBERT-style shared encoders (1 or 3 groups, each group's block the mean of
+//! its layers or a copy of its first layer), with their parameters and embedding cosine.
 
 mod stages;
 
@@ -43,9 +46,10 @@ struct Args {
     threads: usize,
     min_ms: u64,
     albert: bool,
+    students: bool,
 }
 
-const USAGE: &str = "shrink [--model-dir DIR] [--json] [--sentences FILE] [--out DIR] [--threads N] [--min-ms MS] [--albert]";
+const USAGE: &str = "shrink [--model-dir DIR] [--json] [--sentences FILE] [--out DIR] [--threads N] [--min-ms MS] [--albert] [--students]";
 
 fn parse() -> Result<Args, BoxError> {
     let mut a = Args {
@@ -56,6 +60,7 @@ fn parse() -> Result<Args, BoxError> {
         threads: 1,
         min_ms: 1000,
         albert: false,
+        students: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +74,7 @@ fn parse() -> Result<Args, BoxError> {
             "--threads" => a.threads = (number(val()?, "--threads")? as usize).max(1),
             "--min-ms" => a.min_ms = number(val()?, "--min-ms")?,
             "--albert" => a.albert = true,
+            "--students" => a.students = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -82,7 +88,11 @@ fn parse() -> Result<Args, BoxError> {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
@@ -131,6 +141,7 @@ fn run() -> Result<(), BoxError> {
     let tok = TextTokenizer::from_file(args.model_dir.join("tokenizer.json"), model.max_positions())?;
     let all = tok.encode_batch(&sentences)?;
     let plan = Plan::default_for(model.n_layers());
+    let students = if args.students { Some(students(&model, &all, &plan)?) } else { None };
     let stages = stages::stages(model, &all, &plan)?;
 
     let reference = rows(stages[0].1.embed(&all)?)?;
@@ -183,7 +194,9 @@ fn run() -> Result<(), BoxError> {
 
     let f32_row = (measured[0].params, measured[0].encoder_params, measured[0].file_bytes);
     if !args.json {
-        println!("| stage | params | encoder params | file (bytes) | cos mean | cos min | batch 1 (ms) | batch 32 (ms) |");
+        println!(
+            "| stage | params | encoder params | file (bytes) | cos mean | cos min | batch 1 (ms) | batch 32 (ms) |"
+        );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     }
     for s in &measured {
@@ -211,10 +224,45 @@ fn run() -> Result<(), BoxError> {
             );
         }
     }
+    for (name, params, encoder_params, cos_mean, cos_min) in students.into_iter().flatten() {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"student": name, "params": params, "encoder_params": encoder_params, "cos_mean": cos_mean, "cos_min": cos_min})
+            );
+        } else {
+            println!(
+                "student {name}: {params} params ({encoder_params} encoder), cos mean {cos_mean:.4}, min {cos_min:.4}"
+            );
+        }
+    }
     if args.albert {
         albert_check(&all, args.json)?;
     }
     Ok(())
+}
+
+/// Students straight from the teacher, without training: (name, params, encoder params, cosine
+/// mean, cosine min) against the teacher's embeddings.
+#[allow(clippy::type_complexity)]
+fn students(teacher: &Bert, batch: &Encoded, plan: &Plan) -> Result<Vec<(String, usize, usize, f64, f64)>, BoxError> {
+    use ember_models::{SharedInit, SharingMode};
+    let reference = rows(teacher.embed(batch)?)?;
+    let mut out = Vec::new();
+    let mut candidates = vec![(format!("layers {:?}", plan.layers), teacher.retain_layers(&plan.layers)?)];
+    for groups in [1, 3] {
+        for init in [SharedInit::Mean, SharedInit::First] {
+            let name = format!("shared, {groups} group(s), {init:?}");
+            candidates.push((name, teacher.to_shared(SharingMode::All, groups, init)?));
+        }
+    }
+    for (name, m) in candidates {
+        let (params, encoder_params) = stages::params(&m)?;
+        let cos: Vec<f64> = rows(m.embed(batch)?)?.iter().zip(&reference).map(|(a, b)| cosine(a, b)).collect();
+        let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+        out.push((name, params, encoder_params, mean, cos.iter().copied().fold(f64::INFINITY, f64::min)));
+    }
+    Ok(out)
 }
 
 /// ALBERT-base's shared encoder in int8 against float on the sentences.
