@@ -20,8 +20,10 @@ use crate::kd::{check_finite, masked_mean, row_weights, safe_mean};
 const PROB_FLOOR: f64 = 1e-12;
 /// Smallest norm used in a division.
 const NORM_FLOOR: f64 = 1e-8;
-/// Score given to padded keys before a softmax.
-const MASKED_SCORE: f64 = -1e9;
+/// Score given to padded keys before a softmax: −10⁴, the value of ember-layers'
+/// `MASKED_SCORE` (this crate does not depend on ember-layers), finite in f16 and bf16 (−1e9
+/// would overflow to −inf there), and far below any real relation score.
+const MASKED_SCORE: f64 = -1e4;
 
 /// A learned linear map from the student's width to the teacher's (TinyBERT's `W_h`, Eq. 7):
 /// `H_S · W_h` is compared with `H_T`. It is trained with the student and is not part of it, so

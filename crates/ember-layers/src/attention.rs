@@ -231,10 +231,9 @@ impl MultiHeadAttention {
         head_dim: usize,
         dropout: f64,
     ) -> Result<Self> {
-        let inner = n_heads * head_dim;
-        if n_heads == 0 || head_dim == 0 {
-            return Err(invalid("n_heads / head_dim", format!("{n_heads} / {head_dim}"), "positive values"));
-        }
+        let inner = n_heads.checked_mul(head_dim).filter(|&i| i > 0).ok_or_else(|| {
+            invalid("n_heads / head_dim", format!("{n_heads} / {head_dim}"), "positive values whose product fits")
+        })?;
         for (what, got) in [
             ("query outputs", query.d_output()),
             ("key outputs", key.d_output()),

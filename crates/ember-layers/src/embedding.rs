@@ -198,13 +198,7 @@ impl FactorizedEmbedding {
         check_ids("ids", &ids, self.vocab_size())?;
         let device = ids.device();
         if let Some(types) = &token_types {
-            if types.dims() != [b, t] {
-                return Err(LayerError::Shape {
-                    what: "token_types".into(),
-                    expected: format!("[{b}, {t}]"),
-                    actual: format!("{:?}", types.dims()),
-                });
-            }
+            check_types_shape(types, b, t)?;
             match &self.token_type {
                 Some(table) => check_ids("token_types", types, table.n_embedding())?,
                 None => {
@@ -283,4 +277,16 @@ pub(crate) fn check_ids(what: &str, ids: &Tensor<2, Int>, table: usize) -> Resul
 /// Position ids `0..t` for every row, `[b, t]`.
 pub(crate) fn positions(b: usize, t: usize, device: &Device) -> Tensor<2, Int> {
     Tensor::<1, Int>::arange(0..t as i64, device).reshape([1, t]).expand([b, t])
+}
+
+/// Errors unless `types` is `[b, t]` (the ids' shape).
+pub(crate) fn check_types_shape(types: &Tensor<2, Int>, b: usize, t: usize) -> Result<()> {
+    if types.dims() != [b, t] {
+        return Err(LayerError::Shape {
+            what: "token_types".into(),
+            expected: format!("[{b}, {t}]"),
+            actual: format!("{:?}", types.dims()),
+        });
+    }
+    Ok(())
 }

@@ -236,6 +236,8 @@ impl EncoderConfig {
         let (Some(&heads), Some(&width)) = (layout.attention_heads.first(), layout.ffn_widths.first()) else {
             return self;
         };
+        // The head width is the layout's, whatever `n_heads` becomes.
+        let Ok(head_dim) = self.head_dim() else { return self };
         let (na, nf) = (layout.attention_heads.len(), layout.ffn_widths.len());
         let candidates = [
             (SharingMode::None, 1),
@@ -246,9 +248,7 @@ impl EncoderConfig {
         let mut base = self.clone().with_layout(None);
         base.n_heads = heads;
         base.d_ff = width;
-        if base.head_dim.is_some_and(|d| d * heads == base.d_model) {
-            base.head_dim = None;
-        }
+        base.head_dim = (heads.checked_mul(head_dim) != Some(self.d_model)).then_some(head_dim);
         for (sharing, groups) in candidates {
             let c = base.clone().with_sharing(sharing).with_n_groups(groups.max(1));
             if c.resolved_layout().is_ok_and(|l| l == layout) {
@@ -585,54 +585,18 @@ impl Encoder {
         }
         let per = n / n_groups;
         let groups: Vec<Vec<usize>> = (0..n_groups).map(|g| (g * per..(g + 1) * per).collect()).collect();
-        let sources = |index: &[usize], layers: &[usize]| -> Vec<usize> {
-            let mut s: Vec<usize> = layers.iter().map(|&l| index[l]).collect();
-            s.dedup();
-            s
-        };
+        let groups = |shared: bool| shared.then_some((groups.as_slice(), init));
         let fail = |e: LayerError| edit(&action, e.to_string());
-        let (attention, attention_norm, attention_index) = if sharing.shares_attention() {
-            let mut blocks = Vec::new();
-            let mut norms = Vec::new();
-            for layers in &groups {
-                let src = sources(&self.attention_index, layers);
-                let pick = |i: usize| init_source(init, i, &src);
-                blocks.push(
-                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.attention[i]).collect::<Vec<_>>())
-                        .map_err(fail)?,
-                );
-                norms.push(
-                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.attention_norm[i]).collect::<Vec<_>>())
-                        .map_err(fail)?,
-                );
-            }
-            (blocks, norms, (0..n).map(|l| l / per).collect())
-        } else {
-            let blocks = self.attention_index.iter().map(|&i| fresh(self.attention[i].clone())).collect();
-            let norms = self.attention_index.iter().map(|&i| fresh(self.attention_norm[i].clone())).collect();
-            (blocks, norms, (0..n).collect())
-        };
-        let (feed_forward, feed_forward_norm, feed_forward_index) = if sharing.shares_feed_forward() {
-            let mut blocks = Vec::new();
-            let mut norms = Vec::new();
-            for layers in &groups {
-                let src = sources(&self.feed_forward_index, layers);
-                let pick = |i: usize| init_source(init, i, &src);
-                blocks.push(
-                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.feed_forward[i]).collect::<Vec<_>>())
-                        .map_err(fail)?,
-                );
-                norms.push(
-                    combine(&src.iter().filter(|&&i| pick(i)).map(|&i| &self.feed_forward_norm[i]).collect::<Vec<_>>())
-                        .map_err(fail)?,
-                );
-            }
-            (blocks, norms, (0..n).map(|l| l / per).collect())
-        } else {
-            let blocks = self.feed_forward_index.iter().map(|&i| fresh(self.feed_forward[i].clone())).collect();
-            let norms = self.feed_forward_index.iter().map(|&i| fresh(self.feed_forward_norm[i].clone())).collect();
-            (blocks, norms, (0..n).collect())
-        };
+        let (attention, attention_norm, attention_index) =
+            share(&self.attention, &self.attention_norm, &self.attention_index, groups(sharing.shares_attention()))
+                .map_err(fail)?;
+        let (feed_forward, feed_forward_norm, feed_forward_index) = share(
+            &self.feed_forward,
+            &self.feed_forward_norm,
+            &self.feed_forward_index,
+            groups(sharing.shares_feed_forward()),
+        )
+        .map_err(fail)?;
         Ok(Encoder {
             attention,
             attention_norm,
@@ -647,12 +611,37 @@ impl Encoder {
     }
 }
 
-/// Whether block `i` (of the group's distinct source blocks `src`) feeds the shared block.
-fn init_source(init: SharedInit, i: usize, src: &[usize]) -> bool {
-    match init {
-        SharedInit::Mean => true,
-        SharedInit::First => src.first() == Some(&i),
+/// One component's blocks (attention or feed-forward, with their LayerNorms) and layer index
+/// after [`Encoder::to_shared`]: with `groups`, one block per group initialised from the
+/// distinct blocks its layers used (in layer order); without, one fresh copy per layer.
+#[allow(clippy::type_complexity)]
+fn share<B: Module>(
+    blocks: &[B],
+    norms: &[LayerNorm],
+    index: &[usize],
+    groups: Option<(&[Vec<usize>], SharedInit)>,
+) -> Result<(Vec<B>, Vec<LayerNorm>, Vec<usize>)> {
+    let Some((groups, init)) = groups else {
+        let blocks = index.iter().map(|&i| fresh(blocks[i].clone())).collect();
+        let norms = index.iter().map(|&i| fresh(norms[i].clone())).collect();
+        return Ok((blocks, norms, (0..index.len()).collect()));
+    };
+    let (mut new_blocks, mut new_norms, mut new_index) = (Vec::new(), Vec::new(), Vec::new());
+    for (g, layers) in groups.iter().enumerate() {
+        let mut sources: Vec<usize> = Vec::new();
+        for &l in layers {
+            if !sources.contains(&index[l]) {
+                sources.push(index[l]);
+            }
+        }
+        if init == SharedInit::First {
+            sources.truncate(1);
+        }
+        new_blocks.push(combine(&sources.iter().map(|&i| &blocks[i]).collect::<Vec<_>>())?);
+        new_norms.push(combine(&sources.iter().map(|&i| &norms[i]).collect::<Vec<_>>())?);
+        new_index.extend(std::iter::repeat_n(g, layers.len()));
     }
+    Ok((new_blocks, new_norms, new_index))
 }
 
 /// Gives every parameter a new id (a copy that trains independently of the original).

@@ -6,8 +6,8 @@
 
 use crate::activation::Activation;
 use crate::attention::{AttentionMask, MultiHeadAttention};
-use crate::embedding::{check_ids, check_positions, positions};
-use crate::error::{LayerError, Result, invalid};
+use crate::embedding::{check_ids, check_positions, check_types_shape, positions};
+use crate::error::{Result, invalid};
 use crate::feedforward::FeedForward;
 use crate::params::MobileBertSpec;
 use burn::module::{Module, Param};
@@ -163,13 +163,7 @@ impl MobileBertEmbedding {
         check_positions(t, self.position.n_embedding())?;
         check_ids("ids", &ids, self.word.n_embedding())?;
         if let Some(types) = &token_types {
-            if types.dims() != [b, t] {
-                return Err(LayerError::Shape {
-                    what: "token_types".into(),
-                    expected: format!("[{b}, {t}]"),
-                    actual: format!("{:?}", types.dims()),
-                });
-            }
+            check_types_shape(types, b, t)?;
             check_ids("token_types", types, self.token_type.n_embedding())?;
         }
         let device = ids.device();

@@ -15,7 +15,7 @@
 //! assert_eq!(base.architecture().unwrap().num_params().unwrap() + h * h + h, 11_683_584);
 //! ```
 
-use crate::bert::{Bert, BertArchitecture, check_absolute};
+use crate::bert::{Bert, BertArchitecture, check_hf_common};
 use crate::error::{Result, config_err};
 use burn::tensor::Device;
 use ember_layers::{Activation, EncoderConfig, EncoderLayout, FactorizedEmbeddingConfig};
@@ -149,8 +149,9 @@ impl AlbertConfig {
         Self::from_json(&crate::error::read_text(path.as_ref())?)
     }
 
-    /// The encoder's block of layer application `i` and inner layer `j` (the key map's
-    /// `albert_layer_groups.{g}.albert_layers.{j}` is block `g · inner_group_num + j`).
+    /// The encoder block of inner layer `inner` of layer group `group`: the key map's
+    /// `albert_layer_groups.{group}.albert_layers.{inner}` is block `group · inner_group_num +
+    /// inner`.
     pub fn block(&self, group: usize, inner: usize) -> usize {
         group * self.inner_group_num + inner
     }
@@ -181,15 +182,12 @@ impl AlbertConfig {
                 &format!("a divisor of num_hidden_layers = {}", self.num_hidden_layers),
             ));
         }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(config_err(
-                "num_attention_heads",
-                self.num_attention_heads,
-                &format!("a divisor of hidden_size = {}", self.hidden_size),
-            ));
-        }
-        crate::error::check_eps(self.layer_norm_eps)?;
-        check_absolute(&self.position_embedding_type)?;
+        check_hf_common(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.layer_norm_eps,
+            &self.position_embedding_type,
+        )?;
         let (n, g, k) = (self.num_hidden_layers, self.num_hidden_groups, self.inner_group_num);
         let blocks = g.checked_mul(k).ok_or_else(|| config_err("inner_group_num", k, "a smaller group"))?;
         let applications = n.checked_mul(k).ok_or_else(|| config_err("inner_group_num", k, "a smaller group"))?;

@@ -148,15 +148,12 @@ impl BertConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
         ])?;
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(config_err(
-                "num_attention_heads",
-                self.num_attention_heads,
-                &format!("a divisor of hidden_size = {}", self.hidden_size),
-            ));
-        }
-        crate::error::check_eps(self.layer_norm_eps)?;
-        check_absolute(&self.position_embedding_type)?;
+        check_hf_common(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.layer_norm_eps,
+            &self.position_embedding_type,
+        )?;
         let arch = BertArchitecture::new(
             FactorizedEmbeddingConfig::bert(
                 self.vocab_size,
@@ -207,11 +204,17 @@ impl BertConfig {
     }
 }
 
-pub(crate) fn check_absolute(kind: &str) -> Result<()> {
-    if kind != "absolute" {
+/// The checks BERT and ALBERT configs share: heads dividing the width, a positive epsilon,
+/// absolute positions.
+pub(crate) fn check_hf_common(hidden: usize, heads: usize, eps: f64, position_type: &str) -> Result<()> {
+    if !hidden.is_multiple_of(heads) {
+        return Err(config_err("num_attention_heads", heads, &format!("a divisor of hidden_size = {hidden}")));
+    }
+    crate::error::check_eps(eps)?;
+    if position_type != "absolute" {
         return Err(config_err(
             "position_embedding_type",
-            kind,
+            position_type,
             "\"absolute\" (relative position encodings are not implemented)",
         ));
     }

@@ -145,7 +145,10 @@ impl CausalLmConfig {
                 feed_forward_index,
             }
         });
+        // The head width is d_model / n_heads even when the layout gives blocks fewer heads.
+        let head_dim = self.d_model / self.n_heads.max(1);
         EncoderConfig::new(self.d_model, self.n_heads, self.d_ff, self.n_layers)
+            .with_head_dim((head_dim * self.n_heads != self.d_model || self.layout.is_some()).then_some(head_dim))
             .with_norm_first(true)
             .with_causal(true)
             .with_activation(Activation::Gelu)

@@ -27,6 +27,9 @@ pub const LAYOUT_VERSION: u32 = 2;
 pub const LAYOUT_KEY: &str = "ember_models.layout";
 /// The weight file's metadata key holding the model kind.
 pub const KIND_KEY: &str = "ember_models.kind";
+/// The weight file's metadata key holding the id of the save it belongs to (also in
+/// `ember.json`).
+pub const SAVE_ID_KEY: &str = "ember_models.save_id";
 
 /// The kinds of model a directory can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +55,7 @@ struct Header<'a, C: Serialize> {
     format: &'static str,
     layout_version: u32,
     kind: &'static str,
+    save_id: String,
     config: &'a C,
 }
 
@@ -64,25 +68,52 @@ fn format_err(path: &Path, message: String) -> ModelError {
 }
 
 /// Writes `model` and its `config` to `dir` (see the [module docs](self)); returns the weight
-/// file's size. The config is written after the weights, each to a temporary file renamed into
-/// place, so an error leaves any earlier save of the directory readable.
+/// file's size. Both files are written to temporary names first and renamed into place, weights
+/// then config, so an error while writing leaves an earlier save of the directory intact; both
+/// carry the same save id, so a directory caught between the two renames (a crash) is refused
+/// by [`read_model`] instead of pairing new weights with an old config.
 pub(crate) fn save_model<M: Module, C: Serialize>(model: &M, dir: &Path, kind: ModelKind, config: &C) -> Result<u64> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let save_id = save_id();
     let meta = BTreeMap::from([
         (LAYOUT_KEY.to_string(), LAYOUT_VERSION.to_string()),
         (KIND_KEY.to_string(), kind.name().to_string()),
+        (SAVE_ID_KEY.to_string(), save_id.clone()),
     ]);
-    let bytes = ember_quant::save_quantized_with(model, dir.join(WEIGHTS_FILE), &meta)?;
-    let header = Header { format: "ember-model", layout_version: LAYOUT_VERSION, kind: kind.name(), config };
-    let text = serde_json::to_string_pretty(&header).map_err(|e| io_err(&dir.join(CONFIG_FILE), e))?;
-    let path = dir.join(CONFIG_FILE);
-    let tmp = dir.join(format!(".{CONFIG_FILE}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text + "\n").map_err(|e| io_err(&path, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(&path, e)
-    })?;
+    let (weights, config_path) = (dir.join(WEIGHTS_FILE), dir.join(CONFIG_FILE));
+    let (weights_tmp, config_tmp) =
+        (ember_quant::io::temporary_path(&weights), ember_quant::io::temporary_path(&config_path));
+    let header = Header { format: "ember-model", layout_version: LAYOUT_VERSION, kind: kind.name(), save_id, config };
+    let text = serde_json::to_string_pretty(&header).map_err(|e| io_err(&config_path, e))? + "\n";
+    let cleanup = || {
+        let _ = std::fs::remove_file(&weights_tmp);
+        let _ = std::fs::remove_file(&config_tmp);
+    };
+    let bytes = match ember_quant::save_quantized_with(model, &weights_tmp, &meta) {
+        Ok(b) => b,
+        Err(e) => {
+            cleanup();
+            return Err(e.into());
+        }
+    };
+    let renamed = std::fs::write(&config_tmp, text)
+        .map_err(|e| io_err(&config_path, e))
+        .and_then(|_| std::fs::rename(&weights_tmp, &weights).map_err(|e| io_err(&weights, e)))
+        .and_then(|_| std::fs::rename(&config_tmp, &config_path).map_err(|e| io_err(&config_path, e)));
+    if let Err(e) = renamed {
+        cleanup();
+        return Err(e);
+    }
     Ok(bytes)
+}
+
+/// An id shared by the two files of one save: the time in nanoseconds, the process and a
+/// counter.
+fn save_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{n:x}", std::process::id())
 }
 
 /// Reads `dir`'s config for a model of `kind` and checks the weight file's layout; returns the
@@ -146,6 +177,13 @@ pub(crate) fn read_model<C: DeserializeOwned>(dir: &Path, kind: ModelKind) -> Re
     }
     if meta.get(KIND_KEY).map(String::as_str) != Some(kind.name()) {
         return Err(format_err(&weights, format!("not the weights of a `{}` model", kind.name())));
+    }
+    let id = v.get("save_id").and_then(|i| i.as_str());
+    if meta.get(SAVE_ID_KEY).map(String::as_str) != id {
+        return Err(format_err(
+            dir,
+            format!("{CONFIG_FILE} and {WEIGHTS_FILE} come from different saves (an interrupted save?): save again"),
+        ));
     }
     Ok((config, weights))
 }

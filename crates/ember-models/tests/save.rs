@@ -60,6 +60,31 @@ fn a_shrunk_causal_lm_saves_its_widths_and_loads_back() {
 }
 
 #[test]
+fn models_whose_blocks_all_lost_the_same_heads_rebuild_from_their_configs() {
+    // Every block narrowed alike: the uniform config must keep the head width, not derive a new
+    // one from the model width.
+    let d = Device::flex();
+    let lm = CausalLmConfig::new(40, 16, 2, 4, 32, 12).init(&d).unwrap();
+    let lm = lm.retain_heads(0, &[0, 1]).unwrap().retain_heads(1, &[2, 3]).unwrap();
+    let c = lm.config().unwrap();
+    assert_eq!(c.num_params(), lm.num_params());
+    assert_eq!(c.init(&d).unwrap().decoder.layout(), lm.decoder.layout());
+    assert_eq!(c.init(&d).unwrap().decoder.attention[0].head_dim, 4);
+    let dir = tmp("uniform-lm");
+    lm.save(&dir).unwrap();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 9], [1, 3]), &d);
+    assert_eq!(host(CausalLm::load(&dir, &d).unwrap().forward(ids.clone())), host(lm.forward(ids)));
+    let bert = bert(&d).retain_heads(0, &[1]).unwrap().retain_heads(1, &[0]).unwrap();
+    let arch = bert.architecture().unwrap();
+    assert_eq!((arch.encoder.n_heads, arch.encoder.head_dim, arch.encoder.layout.is_none()), (1, Some(4), true));
+    assert_eq!(arch.num_params().unwrap(), bert.num_params());
+    bert.save(&dir).unwrap();
+    let batch = Encoded::from_ids(&[vec![1, 5, 7, 2]], 0).unwrap();
+    assert_eq!(host(Bert::load(&dir, &d).unwrap().embed(&batch).unwrap()), host(bert.embed(&batch).unwrap()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_shared_bert_student_saves_and_loads_back() {
     let d = Device::flex();
     let teacher = bert(&d);
@@ -116,16 +141,33 @@ fn bad_input_files_of_the_previous_layout_another_kind_or_hugging_face() {
     let e = Bert::from_pretrained(&dir, &d).expect_err("an error").to_string();
     assert!(e.contains("saved by Ember: load it with Bert::load"), "{e}");
 
+    // Files of two different saves (a save interrupted between its two renames).
+    let other_dir = tmp("other-save");
+    model.save(&other_dir).unwrap();
+    model.save(&dir).unwrap();
+    std::fs::copy(other_dir.join(CONFIG_FILE), dir.join(CONFIG_FILE)).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("come from different saves (an interrupted save?)"), "{e}");
+    let _ = std::fs::remove_dir_all(&other_dir);
+
     // Weights that do not fit the architecture (a model of other sizes saved over the weights).
     let other = BertConfig::new(20, 8, 1, 2, 16, 10).init(&d).unwrap();
     ember_quant::save_quantized_with(
         &other,
         dir.join(WEIGHTS_FILE),
-        &[("ember_models.layout".to_string(), "2".to_string()), ("ember_models.kind".to_string(), "bert".to_string())]
-            .into_iter()
-            .collect(),
+        &[
+            ("ember_models.layout".to_string(), "2".to_string()),
+            ("ember_models.kind".to_string(), "bert".to_string()),
+            ("ember_models.save_id".to_string(), "forged".to_string()),
+        ]
+        .into_iter()
+        .collect(),
     )
     .unwrap();
+    let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = json["save_id"].as_str().unwrap().to_string();
+    std::fs::write(dir.join(CONFIG_FILE), text.replace(&id, "forged")).unwrap();
     let e = Bert::load(&dir, &d).expect_err("an error");
     assert!(matches!(e, ModelError::Quant(_)) && e.to_string().contains("tensors missing from the file"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -60,10 +60,10 @@ fn check_finite(what: &str, v: &[f32]) -> Result<()> {
 /// [`PruneError::Shape`] when `weight` is not `d_in · d_out` long or the norms not `d_in`;
 /// [`PruneError::NonFinite`] for NaN or infinite weights or norms.
 pub fn channel_importance(weight: &[f32], d_in: usize, d_out: usize, norms: Option<&[f32]>) -> Result<Vec<f32>> {
-    if weight.len() != d_in * d_out {
+    if d_in.checked_mul(d_out) != Some(weight.len()) {
         return Err(PruneError::Shape {
             what: "weight".into(),
-            expected: format!("{} values ([{d_in}, {d_out}])", d_in * d_out),
+            expected: format!("{} values ([{d_in}, {d_out}])", (d_in as u128) * (d_out as u128)),
             actual: weight.len().to_string(),
         });
     }

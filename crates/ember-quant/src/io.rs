@@ -162,11 +162,11 @@ pub fn save_quantized_with<M: Module>(
     Ok(bytes.len() as u64)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`. The temporary
+/// name is unique per process and call, so concurrent saves never rename each other's file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| QuantError::Io { path: path.display().to_string(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = temporary_path(path);
     if let Err(e) = std::fs::write(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));
@@ -177,19 +177,46 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// A fresh name beside `path` for a file to be renamed over it.
+pub fn temporary_path(path: &Path) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
 /// The header metadata of a file written by [`save_quantized`] (including `format` and
-/// `version`), without reading its tensors.
+/// `version`), reading only the file's header.
 ///
 /// # Errors
-/// [`QuantError::Io`] if the file cannot be read; [`QuantError::File`] if it is not a valid
-/// safetensors file.
+/// [`QuantError::Io`] if the file cannot be read; [`QuantError::File`] if it does not start with
+/// a valid safetensors header.
 pub fn file_metadata(path: impl AsRef<Path>) -> Result<BTreeMap<String, String>> {
+    use std::io::Read;
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| QuantError::Io { path: shown.clone(), source })?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| QuantError::File { path: shown, message: format!("not a valid safetensors file: {e}") })?;
-    Ok(meta.metadata().clone().unwrap_or_default().into_iter().collect())
+    let io = |source| QuantError::Io { path: shown.clone(), source };
+    let bad = |message: String| QuantError::File { path: shown.clone(), message };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| bad("shorter than a safetensors header length (8 bytes)".into()))?;
+    let n = u64::from_le_bytes(len);
+    // safetensors' own limit on header size.
+    if n > 100_000_000 || n > file_len.saturating_sub(8) {
+        return Err(bad(format!("header length {n} does not fit the file of {file_len} bytes")));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    let meta = v.get("__metadata__").and_then(|m| m.as_object()).cloned().unwrap_or_default();
+    meta.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            other => Err(bad(format!("metadata `{k}` is {other}, expected a string"))),
+        })
+        .collect()
 }
 
 /// safetensors writes its metadata map in hash order, which differs between saves; this

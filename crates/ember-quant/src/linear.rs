@@ -603,7 +603,10 @@ impl Linear {
 fn check_retain(layer: &Linear, keep: &[usize], width: usize, what: &'static str) -> Result<()> {
     let bad = |value: String, expected: String| QuantError::InvalidConfig { what, value, expected };
     if layer.is_quantized() {
-        return Err(bad("an int8 layer".into(), "a float layer (remove neurons before converting to int8)".into()));
+        return Err(bad(
+            "an int8 layer".into(),
+            format!("a float layer: remove {what} features (heads, neurons) before converting to int8"),
+        ));
     }
     if keep.is_empty() {
         return Err(bad("[]".into(), format!("at least one of the {width} {what} features to keep")));

@@ -72,7 +72,7 @@ pub struct QatConfig {
     /// Layers to fake-quantize: regular expressions over weight paths ([`crate::select`]); empty: all.
     #[config(default = "Vec::new()")]
     pub include: Vec<String>,
-    /// Layer path patterns to leave alone.
+    /// Layers left alone (same syntax as `include`), applied after it.
     #[config(default = "Vec::new()")]
     pub exclude: Vec<String>,
 }
@@ -126,18 +126,39 @@ impl Reparameterization for FakeQuantWeight {
     }
 }
 
+/// The weights of every `Linear`: Ember's, recognised by their type tag ([`crate::tag`]), and
+/// Burn's `burn::nn::Linear`, which carries no tag: a `Struct:Linear` whose only fields are
+/// `weight` and `bias` (a user's own struct called `Linear` with other fields is not one).
 #[derive(Default)]
 struct LinearWeights {
     path: Vec<String>,
-    found: HashSet<String>,
+    /// Field names of every `Struct:Linear`, by its path.
+    fields: std::collections::HashMap<String, HashSet<String>>,
+    /// Paths of Ember `Linear`s (from their tags).
+    ember: HashSet<String>,
+}
+
+impl LinearWeights {
+    fn found(self) -> HashSet<String> {
+        let burn =
+            self.fields.iter().filter(|(_, f)| f.contains("weight") && f.iter().all(|n| n == "weight" || n == "bias"));
+        self.ember
+            .iter()
+            .chain(burn.map(|(p, _)| p))
+            .map(|p| if p.is_empty() { "weight".to_string() } else { format!("{p}.weight") })
+            .collect()
+    }
 }
 
 impl ModuleVisitor for LinearWeights {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
-        if name == "weight" && container_type == "Struct:Linear" {
-            self.found.insert(self.path.join("."));
+        if crate::tag::is_linear(container_type) {
+            // The tag is entered under its field in the layer: the layer's path is one up.
+            self.ember.insert(self.path[..self.path.len().saturating_sub(1)].join("."));
+        } else if container_type == "Struct:Linear" {
+            self.fields.entry(self.path.join(".")).or_default().insert(name.to_string());
         }
+        self.path.push(name.to_string());
     }
     fn exit_module(&mut self, _n: &str, _c: &str) {
         self.path.pop();
@@ -207,5 +228,5 @@ pub fn prepare_qat<M: Module>(model: M, config: &QatConfig) -> Result<M> {
     let selection = crate::select::selection(&config.include, &config.exclude)?;
     let mut lw = LinearWeights::default();
     model.visit(&mut lw);
-    Ok(model.apply_reparameterization(Preparer { config: config.clone(), selection, linear_weights: lw.found }))
+    Ok(model.apply_reparameterization(Preparer { config: config.clone(), selection, linear_weights: lw.found() }))
 }

@@ -6,7 +6,10 @@
 //! visited, announces the full Rust type path of the layer (`std::any::type_name`), which no
 //! other type produces. [`is_linear`] and [`is_embedding`] test a visitor's `container_type`
 //! against it; whole-model passes (conversion, calibration, QAT, loading) find Ember's layers
-//! this way.
+//! this way. (Burn's own `burn::nn::Linear` carries no tag; QAT, which also serves it, recognises
+//! it as a `Struct:Linear` whose only fields are `weight` and `bias`.) The type path is that of
+//! this build of ember-quant: two incompatible versions of the crate in one program do not
+//! recognise each other's layers.
 //!
 //! ```
 //! use burn::module::{Module, ModuleVisitor};

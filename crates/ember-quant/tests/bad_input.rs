@@ -252,3 +252,32 @@ fn bad_input_empty_layer_has_nothing_to_quantize() {
     assert!(matches!(&e, QuantError::Empty { what, .. } if what == "selection"), "{e}");
     assert!(e.to_string().contains("`selection` is empty: at least one float `ember_quant::Linear`"), "{e}");
 }
+
+#[test]
+fn bad_input_selection_pattern_that_is_not_a_regular_expression() {
+    let d = Device::flex();
+    let e = Quantizer::new(QuantizeConfig::new().with_include(vec!["fc(".into()])).quantize(&pair(&d)).unwrap_err();
+    assert!(matches!(&e, QuantError::InvalidConfig { what: "include", .. }), "{e}");
+    assert!(
+        e.to_string().contains("invalid `include` = \"fc(\": a regular expression searched in weight paths"),
+        "{e}"
+    );
+    let e = ember_quant::qat::prepare_qat(pair(&d), &ember_quant::qat::QatConfig::new().with_exclude(vec!["*".into()]))
+        .unwrap_err();
+    assert!(matches!(&e, QuantError::InvalidConfig { what: "exclude", .. }), "{e}");
+}
+
+#[test]
+fn bad_input_metadata_with_a_reserved_key_and_no_file_left_behind() {
+    let path = tmp("reserved.safetensors");
+    std::fs::write(&path, b"the user's file").unwrap();
+    let meta = std::collections::BTreeMap::from([("version".to_string(), "9".to_string())]);
+    let e = ember_quant::save_quantized_with(&pair(&Device::flex()), &path, &meta).unwrap_err();
+    assert!(matches!(&e, QuantError::InvalidConfig { what: "metadata", .. }), "{e}");
+    assert!(e.to_string().contains("keys other than `format` and `version`"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"the user's file", "the existing file is untouched");
+    // An unwritable destination is an Io error, and the existing file is kept.
+    let e = save_quantized(&pair(&Device::flex()), path.join("not-a-dir/x.safetensors")).unwrap_err();
+    assert!(matches!(e, QuantError::Io { .. }), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"the user's file");
+}

@@ -155,3 +155,54 @@ fn qat_selects_linear_weights_only_and_per_group_is_rejected() {
     .unwrap();
     assert!(e.to_string().contains("per-group"), "{e}");
 }
+
+/// A user's own struct that happens to be called `Linear`.
+mod user {
+    use burn::module::{Module, Param};
+    use burn::tensor::Tensor;
+
+    #[derive(Module, Debug)]
+    pub struct Linear {
+        pub weight: Param<Tensor<2>>,
+        pub scale: Param<Tensor<1>>,
+    }
+}
+
+#[derive(burn::module::Module, Debug)]
+struct Mixed {
+    ember: ember_quant::Linear,
+    burn: burn::nn::Linear,
+    mine: user::Linear,
+}
+
+#[test]
+fn qat_recognises_ember_linears_by_type_and_burns_by_shape_not_any_struct_called_linear() {
+    let d = Device::flex();
+    let model = Mixed {
+        ember: ember_quant::LinearConfig::new(4, 3).init(&d),
+        burn: burn::nn::LinearConfig::new(4, 3).init(&d),
+        mine: user::Linear {
+            weight: burn::module::Param::from_tensor(burn::tensor::Tensor::ones([4, 3], &d)),
+            scale: burn::module::Param::from_tensor(burn::tensor::Tensor::ones([3], &d)),
+        },
+    };
+    let q = prepare_qat(model, &QatConfig::new()).unwrap();
+    let mut names = Vec::new();
+    struct V<'a>(&'a mut Vec<String>, Vec<String>);
+    impl burn::module::ModuleVisitor for V<'_> {
+        fn enter_module(&mut self, n: &str, _: &str) {
+            self.1.push(n.into());
+            if n == ember_quant::qat::FAKE_QUANT_NAME {
+                self.0.push(self.1.join("."));
+            }
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.pop();
+        }
+    }
+    q.visit(&mut V(&mut names, vec![]));
+    names.sort();
+    let want: Vec<String> =
+        ["burn", "ember"].iter().map(|l| format!("{l}.weight.{}", ember_quant::qat::FAKE_QUANT_NAME)).collect();
+    assert_eq!(names, want);
+}
