@@ -14,6 +14,7 @@
 //! | `prune` (default) | [`prune`] | `ember-prune`: pruning masks (magnitude / random / Wanda / movement; unstructured, N:M, neurons; per layer or global), cubic schedules, masks that persist through fine-tuning |
 //! | `eval` (default) | [`eval`] | `ember-eval`: metrics (accuracy, P/R/F1, MCC, Pearson/Spearman, perplexity, SQuAD/MultiRC/ReCoRD), GLUE and SuperGLUE readers and scores, latency harness, compression report |
 //! | `models` (default) | [`models`] | `ember-models`: BERT / MiniLM from Hugging Face safetensors and tokenizer.json, a small causal LM with factorized embeddings and sharing |
+//! | `pipeline` (default) | [`pipeline`] | the compression pipeline on real models: a Hugging Face encoder distilled, pruned and quantized for sentence embeddings, measured on held-out data, saved in Hugging Face and Ember layouts |
 //! | `distill` (default) | [`distill`] | `ember-distill`: knowledge distillation losses (T²-scaled KD, hidden / attention / relation / PKD), layer maps, projections, the `Distiller`, a top-k teacher cache |
 //!
 //! ```
@@ -42,3 +43,6 @@ pub use ember_prune as prune;
 pub use ember_eval as eval;
 #[cfg(feature = "models")]
 pub use ember_models as models;
+
+#[cfg(feature = "pipeline")]
+pub mod pipeline;

@@ -5,7 +5,12 @@
 //! cargo run --release --example compress -- --corpus corpora/moby-dick.txt
 //! cargo run --release --example compress -- --quick            # the CI smoke run (seconds)
 //! cargo run --release --example compress -- --print-recipe > my.json   # edit, then --recipe my.json
+//! # a real checkpoint: sentence embeddings of all-MiniLM-L6-v2 distilled, narrowed, int8
+//! cargo run --release --example compress -- --teacher models/all-minilm-l6-v2 --task embed --data corpora/moby-dick.txt
 //! ```
+//!
+//! With `--teacher DIR --task embed --data FILE` the run is `ember_slm::pipeline::embed` on a
+//! Hugging Face encoder (see its docs; the recipe flags read and print its `EmbedRecipe`).
 //!
 //! Every technique of Ember in one ordinary Burn training program, each through the public
 //! crate APIs exactly as a user would call them:
@@ -45,6 +50,7 @@ use ember_slm::quant::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod embed_mode;
 mod recipe;
 use recipe::{EvalRecipe, Recipe, RecipeError, TrainRecipe};
 
@@ -64,8 +70,13 @@ USAGE: cargo run --release --example compress -- [OPTIONS]
   --device NAME      flex (default), ndarray, wgpu (built with --features wgpu) or cuda (--features cuda)
   --threads N        CPU threads (default: all cores)
   --seed N           initialization and sampling seed (overrides the recipe's)
-  --out DIR          where checkpoints and the report go (default target/ember-compress)
+  --out DIR          where checkpoints and the report go (default target/ember-compress, with
+                     --teacher target/ember-compress-embed)
   --retrain          train the teacher even when a matching checkpoint is cached
+  --teacher DIR      a Hugging Face BERT-family directory (config.json, model.safetensors,
+                     tokenizer.json): compress it for --task instead of the built-in LM
+  --task NAME        with --teacher: embed (sentence embeddings)
+  --data FILE        with --teacher: the text to distil on (plain text, split into sentences)
   --help             this text";
 
 #[derive(Debug)]
@@ -79,6 +90,9 @@ struct Args {
     seed: Option<u64>,
     out: PathBuf,
     retrain: bool,
+    teacher: Option<PathBuf>,
+    task: Option<String>,
+    data: Option<PathBuf>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, RecipeError> {
@@ -92,6 +106,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Re
         seed: None,
         out: PathBuf::from("target/ember-compress"),
         retrain: false,
+        teacher: None,
+        task: None,
+        data: None,
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -115,6 +132,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Re
             "--seed" => a.seed = Some(number(value("a number")?, "--seed")?),
             "--out" => a.out = value("a directory")?.into(),
             "--retrain" => a.retrain = true,
+            "--teacher" => a.teacher = Some(value("a directory")?.into()),
+            "--task" => a.task = Some(value("a task name")?),
+            "--data" => a.data = Some(value("a file")?.into()),
             "--help" | "-h" => {
                 println!("{HELP}");
                 return Ok(None);
@@ -124,6 +144,26 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Re
     }
     if a.recipe.is_some() && a.quick {
         return Err(RecipeError::Usage("--recipe and --quick both choose the recipe: give one".into()));
+    }
+    if a.teacher.is_some() || a.task.is_some() || a.data.is_some() {
+        if a.teacher.is_none() || a.task.is_none() {
+            return Err(RecipeError::Usage("--teacher DIR and --task NAME go together (and --data FILE)".into()));
+        }
+        if a.corpus.is_some() {
+            return Err(RecipeError::Usage("--corpus is the built-in LM run's; with --teacher give --data".into()));
+        }
+        match a.task.as_deref() {
+            Some("embed") => {}
+            Some(other) => {
+                return Err(RecipeError::Usage(format!(
+                    "--task {other}: expected embed (text classification is not available yet)"
+                )));
+            }
+            None => {}
+        }
+        if a.data.is_none() && !a.print_recipe {
+            return Err(RecipeError::Usage("--task embed needs --data FILE (plain text)".into()));
+        }
     }
     Ok(Some(a))
 }
@@ -800,6 +840,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.teacher.is_some() {
+        std::process::exit(embed_mode::main(&args));
+    }
     let recipe = match load_recipe(&args) {
         Ok(r) => r,
         Err(e) => {
@@ -1074,6 +1117,27 @@ mod tests {
             seed: None,
             out: out.to_path_buf(),
             retrain: false,
+            teacher: None,
+            task: None,
+            data: None,
+        }
+    }
+
+    #[test]
+    fn embed_mode_arguments_go_together() {
+        let _serial = serial();
+        let ok = args(&["--teacher", "m", "--task", "embed", "--data", "t.txt"]).unwrap().unwrap();
+        assert_eq!((ok.task.as_deref(), ok.data.as_deref()), (Some("embed"), Some(Path::new("t.txt"))));
+        assert!(args(&["--teacher", "m", "--task", "embed", "--print-recipe"]).unwrap().is_some());
+        for (v, needle) in [
+            (vec!["--teacher", "m"], "go together"),
+            (vec!["--task", "embed", "--data", "t"], "go together"),
+            (vec!["--teacher", "m", "--task", "embed"], "needs --data"),
+            (vec!["--teacher", "m", "--task", "classify", "--data", "t"], "expected embed"),
+            (vec!["--teacher", "m", "--task", "embed", "--data", "t", "--corpus", "c"], "--corpus"),
+        ] {
+            let err = args(&v).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(needle), "{v:?}: {err}");
         }
     }
 

@@ -33,6 +33,10 @@ pub struct StageRow {
     /// Estimated energy per batch-1 inference, mJ (see [`EnergyModel`]); an estimate, not a
     /// measurement.
     pub energy_mj_est: Option<f64>,
+    /// Whether a higher `metric_value` is better (accuracy, Spearman) or lower (perplexity);
+    /// `None` when the writer did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub higher_is_better: Option<bool>,
 }
 
 impl StageRow {
@@ -57,7 +61,14 @@ impl StageRow {
             speedup_b1: 1.0,
             speedup_b32: 1.0,
             energy_mj_est: None,
+            higher_is_better: None,
         }
+    }
+
+    /// Saying whether a higher metric value is better.
+    pub fn with_higher_is_better(mut self, higher: bool) -> Self {
+        self.higher_is_better = Some(higher);
+        self
     }
 
     /// With an energy estimate.

@@ -4,8 +4,15 @@
 //! scripts/fetch-minilm.sh
 //! cargo run --release -p ember-models --example minilm -- --model-dir models/all-minilm-l6-v2 [--json]
 //!     [--sentences FILE] [--embeddings-out FILE] [--threads N] [--min-ms MS] [--device flex|ndarray]
-//!     [--save-dir DIR]
+//!     [--save-dir DIR] [--int8-file DIR_OR_FILE] [--skip-latency]
 //! ```
+//!
+//! Any saved model works: `--model-dir` is any Hugging Face BERT-family directory (a teacher,
+//! or a float student written by `Bert::save_pretrained`), and `--int8-file` an int8 model saved
+//! by `Bert::save` (its directory or the `model.ember.safetensors` in it) used instead of
+//! quantizing the float model. `--embeddings-out FILE` writes `{"f32": [[…], …], "int8": [[…],
+//! …]}`, one row per sentence (one per line of `--sentences`), so results can be checked
+//! outside Ember. The tokenizer is `--model-dir`'s `tokenizer.json`.
 //!
 //! int8: per-output-channel symmetric weights (ember-quant's default), per-row dynamic affine
 //! u8 activations, int8 word/position/type tables with per-row scales. Latency is the median
@@ -28,6 +35,8 @@ struct Args {
     sentences: Option<PathBuf>,
     embeddings_out: Option<PathBuf>,
     save_dir: Option<PathBuf>,
+    int8_file: Option<PathBuf>,
+    skip_latency: bool,
     threads: usize,
     min_ms: u64,
     device: String,
@@ -40,6 +49,8 @@ fn parse() -> Args {
         sentences: None,
         embeddings_out: None,
         save_dir: None,
+        int8_file: None,
+        skip_latency: false,
         threads: 1,
         min_ms: 1500,
         device: "flex".into(),
@@ -53,13 +64,15 @@ fn parse() -> Args {
             "--sentences" => a.sentences = Some(val().into()),
             "--embeddings-out" => a.embeddings_out = Some(val().into()),
             "--save-dir" => a.save_dir = Some(val().into()),
+            "--int8-file" => a.int8_file = Some(val().into()),
+            "--skip-latency" => a.skip_latency = true,
             "--threads" => a.threads = val().parse().expect("--threads N"),
             "--min-ms" => a.min_ms = val().parse().expect("--min-ms MS"),
             "--device" => a.device = val(),
             "-h" | "--help" => {
                 println!(
                     "minilm --model-dir DIR [--json] [--sentences FILE] [--embeddings-out FILE] [--save-dir DIR] \
-                     [--threads N] [--min-ms MS] [--device flex|ndarray]"
+                     [--int8-file DIR_OR_FILE] [--skip-latency] [--threads N] [--min-ms MS] [--device flex|ndarray]"
                 );
                 std::process::exit(0);
             }
@@ -120,7 +133,17 @@ fn main() {
     let model = Bert::from_pretrained(&args.model_dir, &device).unwrap_or_else(|e| panic!("{e}"));
     let tok = TextTokenizer::from_file(args.model_dir.join("tokenizer.json"), model.max_positions())
         .unwrap_or_else(|e| panic!("{e}"));
-    let (int8, report) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap_or_else(|e| panic!("{e}"));
+    let (int8, int8_layers) = match &args.int8_file {
+        Some(p) => {
+            let dir = if p.is_file() { p.parent().map(PathBuf::from).unwrap_or_default() } else { p.clone() };
+            let m = Bert::load(&dir, &device).unwrap_or_else(|e| panic!("{e}"));
+            (m, None)
+        }
+        None => {
+            let (m, report) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap_or_else(|e| panic!("{e}"));
+            (m, Some(report.layers.len()))
+        }
+    };
 
     let all = tok.encode_batch(&sentences).unwrap_or_else(|e| panic!("{e}"));
     // Each sentence alone (no padding), so batching cannot hide a difference.
@@ -145,15 +168,21 @@ fn main() {
         println!("{}", serde_json::json!({"sentences": sentences.len(), "cos_mean": cos_mean, "cos_min": cos_min}));
     } else {
         println!(
-            "all-MiniLM-L6-v2, {} sentences: int8 vs f32 embedding cosine mean {cos_mean:.5}, min {cos_min:.5}",
+            "{}, {} sentences: int8 vs f32 embedding cosine mean {cos_mean:.5}, min {cos_min:.5}",
+            args.model_dir.display(),
             sentences.len()
         );
-        println!("int8 layers: {}", report.layers.len());
+        match int8_layers {
+            Some(n) => println!("int8 layers: {n}"),
+            None => {
+                println!("int8 model: {}", args.int8_file.as_ref().map_or(String::new(), |p| p.display().to_string()))
+            }
+        }
         println!("\n| batch | seq | threads | f32 ms | int8 ms | speedup |\n|---:|---:|---:|---:|---:|---:|");
     }
 
     for batch in [1usize, 32] {
-        if batch > sentences.len() {
+        if batch > sentences.len() || args.skip_latency {
             continue;
         }
         let b = all.take(batch);

@@ -50,15 +50,6 @@ fn d_act() -> String {
 fn d_positions() -> usize {
     512
 }
-fn d_types() -> usize {
-    2
-}
-fn d_eps() -> f64 {
-    1e-12
-}
-fn d_position_type() -> String {
-    "absolute".into()
-}
 
 /// A Hugging Face ALBERT `config.json` (unknown fields ignored; absent fields take Hugging
 /// Face's `AlbertConfig` defaults).
@@ -95,16 +86,16 @@ pub struct AlbertConfig {
     #[serde(default = "d_positions")]
     pub max_position_embeddings: usize,
     /// Token types.
-    #[serde(default = "d_types")]
+    #[serde(default = "crate::bert::default_type_vocab")]
     pub type_vocab_size: usize,
     /// LayerNorm epsilon.
-    #[serde(default = "d_eps")]
+    #[serde(default = "crate::bert::default_eps")]
     pub layer_norm_eps: f64,
     /// Padding token id.
     #[serde(default)]
     pub pad_token_id: usize,
     /// Position embedding kind; only `"absolute"` is supported.
-    #[serde(default = "d_position_type")]
+    #[serde(default = "crate::bert::default_position_type")]
     pub position_embedding_type: String,
 }
 
@@ -126,7 +117,7 @@ impl AlbertConfig {
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
             pad_token_id: 0,
-            position_embedding_type: d_position_type(),
+            position_embedding_type: crate::bert::default_position_type(),
         }
     }
 

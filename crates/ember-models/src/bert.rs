@@ -43,21 +43,23 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use ember_layers::{
-    Activation, Encoder, EncoderConfig, FactorizedEmbedding, FactorizedEmbeddingConfig, SharedInit, SharingMode,
+    Activation, Encoder, EncoderConfig, EncoderLayout, FactorizedEmbedding, FactorizedEmbeddingConfig, SharedInit,
+    SharingMode,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 fn default_act() -> String {
     "gelu".into()
 }
-fn default_type_vocab() -> usize {
+pub(crate) fn default_type_vocab() -> usize {
     2
 }
-fn default_eps() -> f64 {
+pub(crate) fn default_eps() -> f64 {
     1e-12
 }
-fn default_position_type() -> String {
+pub(crate) fn default_position_type() -> String {
     "absolute".into()
 }
 
@@ -92,6 +94,12 @@ pub struct BertConfig {
     /// Position embedding kind; only `"absolute"` is supported.
     #[serde(default = "default_position_type")]
     pub position_embedding_type: String,
+    /// Heads removed from each layer (Hugging Face's `pruned_heads`: layer index, as a string
+    /// in JSON, → original head indices). Their layers hold `num_attention_heads − removed`
+    /// heads of width `hidden_size / num_attention_heads`, as `transformers`' `prune_heads`
+    /// leaves them; [`Bert::save_pretrained`] writes it for students that lost heads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pruned_heads: BTreeMap<String, Vec<usize>>,
 }
 
 impl BertConfig {
@@ -110,6 +118,7 @@ impl BertConfig {
             layer_norm_eps: default_eps(),
             pad_token_id: 0,
             position_embedding_type: default_position_type(),
+            pruned_heads: BTreeMap::new(),
         }
     }
 
@@ -154,6 +163,29 @@ impl BertConfig {
             self.layer_norm_eps,
             &self.position_embedding_type,
         )?;
+        let encoder = EncoderConfig::new(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.intermediate_size,
+            self.num_hidden_layers,
+        )
+        .with_activation(Activation::from_hf(&self.hidden_act).map_err(crate::error::layer_config)?)
+        .with_layer_norm_eps(self.layer_norm_eps);
+        let encoder = match self.heads_per_layer()? {
+            None => encoder,
+            Some(heads) => {
+                let n = self.num_hidden_layers;
+                encoder
+                    .with_head_dim(Some(self.head_dim()))
+                    .with_layout(Some(EncoderLayout {
+                        attention_heads: heads,
+                        ffn_widths: vec![self.intermediate_size; n],
+                        attention_index: (0..n).collect(),
+                        feed_forward_index: (0..n).collect(),
+                    }))
+                    .simplified()
+            }
+        };
         let arch = BertArchitecture::new(
             FactorizedEmbeddingConfig::bert(
                 self.vocab_size,
@@ -162,17 +194,41 @@ impl BertConfig {
                 self.type_vocab_size,
             )
             .with_layer_norm_eps(self.layer_norm_eps),
-            EncoderConfig::new(
-                self.hidden_size,
-                self.num_attention_heads,
-                self.intermediate_size,
-                self.num_hidden_layers,
-            )
-            .with_activation(Activation::from_hf(&self.hidden_act).map_err(crate::error::layer_config)?)
-            .with_layer_norm_eps(self.layer_norm_eps),
+            encoder,
         );
         arch.validate()?;
         Ok(arch)
+    }
+
+    /// The heads each layer keeps after `pruned_heads`, or `None` when no head was removed.
+    fn heads_per_layer(&self) -> Result<Option<Vec<usize>>> {
+        if self.pruned_heads.values().all(Vec::is_empty) {
+            return Ok(None);
+        }
+        let (n, h) = (self.num_hidden_layers, self.num_attention_heads);
+        let mut heads = vec![h; n];
+        for (layer, removed) in &self.pruned_heads {
+            let l = layer.parse::<usize>().ok().filter(|&l| l < n).ok_or_else(|| {
+                config_err("pruned_heads", format!("layer {layer:?}"), &format!("a layer index in 0..{n}"))
+            })?;
+            let distinct: std::collections::BTreeSet<usize> = removed.iter().copied().collect();
+            if let Some(bad) = distinct.iter().find(|&&i| i >= h) {
+                return Err(config_err(
+                    "pruned_heads",
+                    format!("head {bad} of layer {l}"),
+                    &format!("a head index in 0..{h} (num_attention_heads)"),
+                ));
+            }
+            if distinct.len() >= h {
+                return Err(config_err(
+                    "pruned_heads",
+                    format!("all {h} heads of layer {l}"),
+                    "at least one head kept per layer",
+                ));
+            }
+            heads[l] = h - distinct.len();
+        }
+        Ok(Some(heads))
     }
 
     /// Checks sizes and options (as [`BertConfig::architecture`]).

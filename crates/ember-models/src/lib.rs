@@ -47,6 +47,7 @@ pub mod bert;
 pub mod causal;
 pub mod corpus;
 pub mod error;
+pub mod export;
 pub mod load;
 pub mod save;
 pub mod tokenizer;
@@ -57,6 +58,7 @@ pub use causal::{ByteTokenizer, CausalLm, CausalLmConfig, CausalLmOutput, lm_los
 pub use corpus::MarkovCorpus;
 pub use ember_layers::{Activation, SharedInit, SharingMode};
 pub use error::{ModelError, Result};
+pub use export::HfExport;
 pub use load::{
     HfLayout, KeyMapping, LayerKeys, LoadReport, bert_param_path, load_albert_bytes, load_bert_bytes,
     load_bert_safetensors, load_hf_bytes,

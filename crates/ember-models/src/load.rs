@@ -234,10 +234,12 @@ struct ExpectVisitor {
     linears: BTreeSet<String>,
     quantized: bool,
     masks: usize,
+    /// With `Some`: each float parameter's values too (row-major, as the model holds them).
+    values: Option<BTreeMap<String, Vec<f32>>>,
 }
 
 impl ExpectVisitor {
-    fn add(&mut self, shape: Vec<usize>) {
+    fn add(&mut self, shape: Vec<usize>, values: Option<Vec<f32>>) {
         if self.path.iter().any(|p| p == "quant") {
             if shape.iter().product::<usize>() > 0 && self.path.last().is_some_and(|p| p == "values") {
                 self.quantized = true;
@@ -255,7 +257,11 @@ impl ExpectVisitor {
                 other => other.into(),
             };
         }
-        self.shapes.insert(path.join("."), shape);
+        let key = path.join(".");
+        if let (Some(all), Some(v)) = (self.values.as_mut(), values) {
+            all.insert(key.clone(), v);
+        }
+        self.shapes.insert(key, shape);
     }
 
     /// Shapes with Linear weights in PyTorch's `[out, in]` order.
@@ -283,14 +289,77 @@ impl ModuleVisitor for ExpectVisitor {
         self.container.pop();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.add(param.val().dims().to_vec());
+        let t = param.val();
+        let dims = t.dims().to_vec();
+        let values =
+            self.values.is_some().then(|| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default());
+        self.add(dims, values);
     }
     fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
-        self.add(param.val().dims().to_vec());
+        self.add(param.val().dims().to_vec(), None);
     }
     fn visit_bool<const D: usize>(&mut self, _param: &Param<Tensor<D, Bool>>) {
         self.masks += 1; // pruning masks (ember-prune reparameterizations)
     }
+}
+
+/// Tensors on the host by name: (shape, row-major f32 values).
+pub(crate) type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// A float model's parameters as a Hugging Face checkpoint holds them: Ember paths with
+/// LayerNorm `weight` / `bias` names, Linear weights transposed to `[out, in]`, values as f32.
+///
+/// # Errors
+/// [`ModelError::Config`] for an int8 model or one carrying pruning masks.
+pub(crate) fn float_tensors<M: Module>(model: &M) -> Result<HostTensors> {
+    let mut visitor = ExpectVisitor { values: Some(BTreeMap::new()), ..ExpectVisitor::default() };
+    model.visit(&mut visitor);
+    let linears = visitor.linears.clone();
+    let mut values = visitor.values.take().unwrap_or_default();
+    let (shapes, quantized, masks) = visitor.expected();
+    if quantized {
+        return Err(crate::error::config_err(
+            "model",
+            "int8",
+            "a float model (export the float model; int8 models are saved with Bert::save)",
+        ));
+    }
+    if masks > 0 {
+        return Err(crate::error::config_err(
+            "model",
+            "pruned (carries masks)",
+            "a model whose masks are folded into its weights (ember-prune's fold)",
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (path, shape) in shapes {
+        let mut v = values.remove(&path).unwrap_or_default();
+        if v.len() != shape.iter().product::<usize>() {
+            return Err(crate::error::config_err(&path, format!("{shape:?}"), "values readable as f32"));
+        }
+        let is_linear_weight = path.strip_suffix(".weight").is_some_and(|layer| linears.contains(layer))
+            || (path == "weight" && linears.contains(""));
+        if is_linear_weight && shape.len() == 2 {
+            // The model holds [in, out]; `shape` is already [out, in].
+            let (rows, cols) = (shape[0], shape[1]);
+            let mut t = vec![0.0f32; v.len()];
+            for i in 0..cols {
+                for o in 0..rows {
+                    t[o * cols + i] = v[i * rows + o];
+                }
+            }
+            v = t;
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(crate::error::config_err(
+                &path,
+                "NaN or infinite values",
+                "finite weights (a diverged training run?)",
+            ));
+        }
+        out.insert(path, (shape, v));
+    }
+    Ok(out)
 }
 
 fn normalize_norm_name(path: &str) -> String {

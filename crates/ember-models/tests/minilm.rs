@@ -168,3 +168,32 @@ fn reload_child() {
     let emb = rows(model.embed(&batch).unwrap());
     std::fs::write(out, serde_json::to_string(&emb).unwrap()).unwrap();
 }
+
+#[test]
+fn a_minilm_student_exported_in_hugging_face_layout_reloads_with_the_same_embeddings() {
+    let Some(dir) = model_dir() else { return };
+    let device = Device::flex();
+    let teacher = Bert::from_pretrained(&dir, &device).unwrap();
+    let student = teacher
+        .retain_heads(1, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 10])
+        .unwrap()
+        .retain_neurons(3, &(0..1536).step_by(2).collect::<Vec<_>>())
+        .unwrap()
+        .retain_layers(&[1, 3, 5])
+        .unwrap();
+    let out = std::env::temp_dir().join(format!("ember-minilm-export-{}", std::process::id()));
+    let export = student.save_pretrained(&out, Some(&dir)).unwrap();
+    assert_eq!(export.config.num_hidden_layers, 3);
+    assert_eq!(export.config.pruned_heads.get("0"), Some(&vec![10, 11]));
+    assert_eq!(export.padded_neurons, 768);
+    assert!(export.tokenizer_files.contains(&"tokenizer.json".to_string()));
+    let back = Bert::from_pretrained(&out, &device).unwrap();
+    let tok = TextTokenizer::from_file(out.join("tokenizer.json"), back.max_positions()).unwrap();
+    let batch = tok.encode_batch(&reference().iter().map(|r| r.sentence.clone()).collect::<Vec<_>>()).unwrap();
+    let (a, b) = (rows(student.embed(&batch).unwrap()), rows(back.embed(&batch).unwrap()));
+    for (x, y) in a.iter().zip(&b) {
+        let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "max |Δ| {diff}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}

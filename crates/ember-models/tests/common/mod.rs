@@ -12,7 +12,12 @@ pub const CONFIG: &str = r#"{"architectures": ["BertModel"], "hidden_size": 8, "
 /// Checkpoint key → shape for [`CONFIG`] with `layers` encoder layers (the config says 2), in
 /// the order Hugging Face writes them, with or without the pooler.
 pub fn hf_shapes(layers: usize, pooler: bool) -> Vec<(String, Vec<usize>)> {
-    let (h, f, v, p) = (8, 16, 20, 10);
+    hf_shapes_of(8, 16, 20, 10, layers, pooler)
+}
+
+/// The `BertModel` checkpoint keys and shapes of width `h`, FFN `f`, vocabulary `v`, `p`
+/// positions and `layers` layers.
+pub fn hf_shapes_of(h: usize, f: usize, v: usize, p: usize, layers: usize, pooler: bool) -> Vec<(String, Vec<usize>)> {
     let mut m: Vec<(String, Vec<usize>)> = vec![
         ("embeddings.word_embeddings.weight".into(), vec![v, h]),
         ("embeddings.position_embeddings.weight".into(), vec![p, h]),
