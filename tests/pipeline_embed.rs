@@ -178,3 +178,31 @@ fn bad_input_is_refused_before_any_work() {
     assert!(!out.exists());
     std::fs::remove_dir_all(&tdir).unwrap();
 }
+
+#[test]
+fn every_recipe_option_runs_and_frozen_tables_stay_the_teachers() {
+    let (tdir, out) = (temp("options-teacher"), temp("options-out"));
+    teacher(&tdir);
+    let device = Device::flex();
+    let recipe = EmbedRecipe {
+        token_weight: 1.0,
+        train_embeddings: false,
+        replace_tokens: 0.3,
+        augment: true,
+        prune_neurons: 0.0,
+        distill_steps: 8,
+        prune_steps: 2,
+        ..recipe()
+    };
+    let r = run(&tdir, &text(160), &recipe, &out, &device, &mut |_, _, _, _| {}).unwrap();
+    assert!(r.stages.iter().all(|s| s.spearman.is_finite() && s.cos_mean.is_finite()));
+    // No narrowing: the pruned stage keeps the distilled width.
+    assert_eq!(r.stages[2].params, r.stages[1].params);
+    // Frozen tables: the student's token table is the teacher's.
+    let teacher = Bert::from_pretrained(&tdir, &device).unwrap();
+    let student = Bert::from_pretrained(&r.hf_dir, &device).unwrap();
+    let (a, b) = (teacher.embeddings.word.weight.val(), student.embeddings.word.weight.val());
+    assert_eq!(a.sub(b).abs().max().into_scalar::<f32>(), 0.0);
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&tdir).unwrap();
+}
