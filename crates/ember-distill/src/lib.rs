@@ -1,4 +1,4 @@
-#![doc = include_str!("../../../docs/distillation.md")]
+#![doc = include_str!("../GUIDE.md")]
 
 pub mod adaptor;
 pub mod cache;

@@ -28,8 +28,8 @@
 //!   linear multiply-accumulates by dtype for the energy estimate.
 //! - [`tensor`] — `update_tensor` on every accumulator: metrics straight from Burn tensors.
 //!
-//! The guide (docs/evaluation.md) follows; its examples run as doctests.
-#![doc = include_str!("../../../docs/evaluation.md")]
+//! The guide (GUIDE.md in this crate) follows; its examples run as doctests.
+#![doc = include_str!("../GUIDE.md")]
 //!
 
 pub mod classification;

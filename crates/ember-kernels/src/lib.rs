@@ -93,5 +93,5 @@ pub use quantize::{Granularity, QuantParams};
 struct ReadmeDoctests;
 
 #[cfg(doctest)]
-#[doc = include_str!("../../../docs/int8-kernels.md")]
+#[doc = include_str!("../INT8-KERNELS.md")]
 struct GuideDoctests;

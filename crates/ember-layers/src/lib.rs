@@ -67,5 +67,5 @@ pub use params::{MobileBertSpec, ParamBreakdown, TransformerSpec};
 
 // The guide's code blocks are compiled and run as doctests, so they cannot rot.
 #[cfg(doctest)]
-#[doc = include_str!("../../../docs/layers.md")]
+#[doc = include_str!("../GUIDE.md")]
 struct GuideDoctests;

@@ -39,8 +39,8 @@
 //! int8.save("out/student").unwrap(); // ember.json + model.ember.safetensors
 //! ```
 //!
-//! The guide (docs/models.md) follows; its examples run as doctests.
-#![doc = include_str!("../../../docs/models.md")]
+//! The guide (GUIDE.md in this crate) follows; its examples run as doctests.
+#![doc = include_str!("../GUIDE.md")]
 
 pub mod albert;
 pub mod bert;

@@ -65,5 +65,5 @@ pub use structured::{
 
 // The guide's code blocks are compiled and run as doctests, so they cannot rot.
 #[cfg(doctest)]
-#[doc = include_str!("../../../docs/pruning.md")]
+#[doc = include_str!("../GUIDE.md")]
 struct GuideDoctests;

@@ -49,7 +49,7 @@
 //! ## Feature flags
 //! - `flex` (default): Burn's Flex CPU backend (with SIMD and rayon), int8 kernels on it.
 //! - `ndarray` (default): Burn's NdArray backend (deprecated upstream), int8 kernels on it.
-#![doc = include_str!("../../../docs/quantization.md")]
+#![doc = include_str!("../GUIDE.md")]
 
 /// Implements `enter_module` / `exit_module` for a visitor or mapper that keeps the current
 /// module path in `self.$field` (a `Vec<String>`).
