@@ -13,8 +13,8 @@
 //! | `quant` (default) | [`quant`] | `ember-quant`: int8 quantization of Burn models (dynamic / static int8 `Linear`, observers, QAT, SmoothQuant) |
 //! | `prune` (default) | [`prune`] | `ember-prune`: pruning masks (magnitude / random / Wanda / movement; unstructured, N:M, neurons; per layer or global), cubic schedules, masks that persist through fine-tuning |
 //! | `eval` (default) | [`eval`] | `ember-eval`: metrics (accuracy, P/R/F1, MCC, Pearson/Spearman, perplexity, SQuAD/MultiRC/ReCoRD), GLUE and SuperGLUE readers and scores, latency harness, compression report |
-//! | `models` (default) | [`models`] | `ember-models`: BERT / MiniLM from Hugging Face safetensors and tokenizer.json, a small causal LM with factorized embeddings and sharing |
-//! | `pipeline` (default) | [`pipeline`] | the compression pipeline on real models: a Hugging Face encoder distilled, pruned and quantized for sentence embeddings, measured on held-out data, saved in Hugging Face and Ember layouts |
+//! | `models` (default) | [`models`] | `ember-models`: BERT / MiniLM / ALBERT from Hugging Face safetensors and tokenizer.json, sequence-classification heads, sentence-pair tokenization, Hugging Face export, a small causal LM with factorized embeddings and sharing |
+//! | `pipeline` (default) | [`pipeline`] | the compression pipeline on real models: a Hugging Face encoder distilled, pruned and quantized for sentence embeddings or text classification (teacher fine-tuning, GLUE / labelled TSV data, task metrics), measured on held-out data, saved in Hugging Face and Ember layouts |
 //! | `distill` (default) | [`distill`] | `ember-distill`: knowledge distillation losses (T²-scaled KD, hidden / attention / relation / PKD), layer maps, projections, the `Distiller`, a top-k teacher cache |
 //!
 //! ```

@@ -186,6 +186,9 @@ fn every_recipe_option_runs_and_frozen_tables_stay_the_teachers() {
     let device = Device::flex();
     let recipe = EmbedRecipe {
         token_weight: 1.0,
+        hidden_weight: 1.0,
+        attention_weight: 1.0,
+        relation_weight: 1.0,
         train_embeddings: false,
         replace_tokens: 0.3,
         augment: true,
@@ -203,6 +206,43 @@ fn every_recipe_option_runs_and_frozen_tables_stay_the_teachers() {
     let student = Bert::from_pretrained(&r.hf_dir, &device).unwrap();
     let (a, b) = (teacher.embeddings.word.weight.val(), student.embeddings.word.weight.val());
     assert_eq!(a.sub(b).abs().max().into_scalar::<f32>(), 0.0);
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&tdir).unwrap();
+}
+
+#[test]
+fn a_student_with_every_teacher_layer_starts_at_zero_loss_on_every_term() {
+    // The student keeps all three layers: it is the teacher, so the sentence, token,
+    // hidden-state (layer k against teacher layer k), attention and relation terms are all 0 at
+    // the first step. A wrong layer map or a mis-shaped target would show here.
+    let (tdir, out) = (temp("zero-teacher"), temp("zero-out"));
+    teacher(&tdir);
+    let recipe = EmbedRecipe {
+        layers: vec![0, 1, 2],
+        token_weight: 1.0,
+        hidden_weight: 1.0,
+        attention_weight: 1.0,
+        relation_weight: 1.0,
+        distill_steps: 1,
+        prune_neurons: 0.0,
+        prune_steps: 1,
+        ..recipe()
+    };
+    let r = run(&tdir, &text(160), &recipe, &out, &Device::flex(), &mut |_, _, _, _| {}).unwrap();
+    let first = r.curve.iter().find(|(s, _, _)| s == "distill").map(|(_, _, l)| *l).unwrap();
+    assert!(first.abs() < 1e-4, "loss of the teacher against itself: {first}");
+    // With the default layer subset the same terms are clearly positive.
+    let r = run(
+        &tdir,
+        &text(160),
+        &EmbedRecipe { layers: Vec::new(), ..recipe },
+        &out,
+        &Device::flex(),
+        &mut |_, _, _, _| {},
+    )
+    .unwrap();
+    let first = r.curve.iter().find(|(s, _, _)| s == "distill").map(|(_, _, l)| *l).unwrap();
+    assert!(first > 1e-2, "{first}");
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_dir_all(&tdir).unwrap();
 }

@@ -1,9 +1,8 @@
 //! `compress --teacher DIR --task embed --data FILE`: `ember_slm::pipeline::embed` with progress
 //! bars, the recipe flags and a printed report.
 
-use super::{Args, bar, device};
+use super::{Args, device, set_threads, stage_bars};
 use ember_slm::pipeline::embed::{EmbedRecipe, run};
-use ember_slm::quant::set_int8_threads;
 use std::time::Instant;
 
 fn recipe(args: &Args) -> Result<EmbedRecipe, String> {
@@ -50,29 +49,9 @@ pub fn main(args: &Args) -> i32 {
         Ok(d) => d,
         Err(e) => return fail(2, e.to_string()),
     };
-    if rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().is_err() {
-        eprintln!("warning: the thread pool was already set up; --threads {} not applied", args.threads);
-    }
-    set_int8_threads(args.threads);
+    set_threads(args.threads);
     let start = Instant::now();
-    let mut bars: Vec<(String, indicatif::ProgressBar)> = Vec::new();
-    let mut progress = |stage: &str, done: usize, total: usize, loss: f64| {
-        if bars.last().is_none_or(|(s, _)| s != stage) {
-            if let Some((_, b)) = bars.last() {
-                b.finish();
-            }
-            bars.push((stage.to_string(), bar(total, stage)));
-        }
-        if let Some((_, b)) = bars.last() {
-            b.set_position(done as u64);
-            if loss.is_finite() {
-                b.set_message(format!("1 − cos {loss:.4}"));
-            }
-            if done == total {
-                b.finish();
-            }
-        }
-    };
+    let mut progress = stage_bars("1 − cos");
     // The built-in LM run's default output directory is not shared.
     let out = if args.out == std::path::Path::new("target/ember-compress") {
         std::path::PathBuf::from("target/ember-compress-embed")

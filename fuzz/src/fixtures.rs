@@ -107,7 +107,7 @@ pub fn quantized_seeds() -> Vec<(String, Vec<u8>)> {
 
 /// The default and quick recipes, and a few edits of the quick one.
 pub fn recipe_seeds() -> Vec<(String, Vec<u8>)> {
-    use crate::compress_recipe::Recipe;
+    use ember_slm::pipeline::lm::Recipe;
     let json = |r: &Recipe| serde_json::to_vec_pretty(r).expect("recipe JSON");
     let quick = Recipe::quick();
     let mut nm = quick.clone();

@@ -23,10 +23,6 @@ use std::path::Path;
 mod fixtures;
 mod gemm_target;
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../examples/compress/recipe.rs"]
-mod compress_recipe;
-
 pub use gemm_target::gemm;
 
 /// Every target's name.
@@ -115,12 +111,12 @@ pub fn quantized_model(data: &[u8]) {
     }
 }
 
-/// The compress example's recipe parser and validation (`examples/compress/recipe.rs`).
+/// The compress example's recipe parser and validation (`ember_slm::pipeline::lm::Recipe`).
 ///
 /// Property: no panic and no unbounded allocation (validation builds the student: the recipe
 /// must bound model sizes first). A recipe that validates round-trips through JSON unchanged.
 pub fn recipe(data: &[u8]) {
-    use compress_recipe::Recipe;
+    use ember_slm::pipeline::lm::Recipe;
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(recipe) = Recipe::parse(text, "fuzz.json") else { return };
     // Validation builds the student and computes pruning masks over it: a valid recipe near the

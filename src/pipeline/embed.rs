@@ -40,18 +40,16 @@
 
 use super::text::sentences;
 use super::train::{WarmupLinear, adamw};
-use super::{PipelineError, Result, Rng, io_err, recipe_err};
+use super::{PipelineError, Result, Rng, host, io_err, recipe_err};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
-use ember_eval::{CompressionReport, Correlation, EnergyModel, LatencyConfig, StageRow, measure};
+use ember_eval::{CompressionReport, Correlation, EnergyModel, StageRow};
 use ember_models::{Bert, Encoded, TextTokenizer, l2_normalize, mean_pool};
-use ember_prune::{channel_importance_of, keep_top, units_to_keep};
-use ember_quant::{CalibrationConfig, Calibrator, ObserverConfig, QuantizeConfig, Quantizer};
+use ember_quant::{QuantizeConfig, Quantizer};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The settings of an embedding run (JSON: every field optional, unknown fields refused).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +83,20 @@ pub struct EmbedRecipe {
     /// hidden state of every real token, averaged (0: the sentence embedding alone). The
     /// teacher's states are computed once and kept in memory (`4 · tokens · width` bytes).
     pub token_weight: f64,
+    /// Weight of the intermediate-layer term (TinyBERT's hidden-state transfer): the output of
+    /// the student's layer `k` against the teacher's layer `layers[k]`, every real token, as a
+    /// relative squared error `‖s − t‖² / ‖t‖²` averaged over tokens and layers (0: off). The
+    /// teacher's states are kept in memory (`4 · tokens · width · layers` bytes).
+    pub hidden_weight: f64,
+    /// Weight of the attention term: the KL divergence of the student's attention
+    /// probabilities from the teacher's, layer `k` against `layers[k]`, every head and real query
+    /// token (0: off; needs the student to keep the teacher's heads). The teacher's maps are
+    /// kept in memory (`4 · heads · tokens · seq · layers` bytes).
+    pub attention_weight: f64,
+    /// Weight of the relation term: `1 − r`, with `r` the Pearson correlation between the
+    /// student's and the teacher's cosine similarities of every pair of sentences in the batch
+    /// (what the report's Spearman measures, made differentiable; 0: off).
+    pub relation_weight: f64,
     /// Also train on variants of the training sentences: a random span of half or more of each
     /// sentence's words, and each sentence joined with the next (three inputs per sentence,
     /// more varied lengths and contexts for the same text).
@@ -128,6 +140,9 @@ impl Default for EmbedRecipe {
             weight_decay: 0.01,
             clip_norm: 1.0,
             token_weight: 0.0,
+            hidden_weight: 1.0,
+            attention_weight: 0.0,
+            relation_weight: 0.0,
             train_embeddings: false,
             augment: false,
             replace_tokens: 0.0,
@@ -191,7 +206,13 @@ impl EmbedRecipe {
                 return Err(recipe_err(what, v, "a finite value > 0"));
             }
         }
-        for (what, v) in [("weight_decay", self.weight_decay), ("token_weight", self.token_weight)] {
+        for (what, v) in [
+            ("weight_decay", self.weight_decay),
+            ("token_weight", self.token_weight),
+            ("hidden_weight", self.hidden_weight),
+            ("attention_weight", self.attention_weight),
+            ("relation_weight", self.relation_weight),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(recipe_err(what, v, "a finite value ≥ 0"));
             }
@@ -207,13 +228,7 @@ impl EmbedRecipe {
     /// # Errors
     /// [`PipelineError::Recipe`] for a layer the teacher does not have.
     pub fn student_layers(&self, n: usize) -> Result<Vec<usize>> {
-        if self.layers.is_empty() {
-            return Ok(if n == 1 { vec![0] } else { (1..n).step_by(2).collect() });
-        }
-        if let Some(&l) = self.layers.iter().find(|&&l| l >= n) {
-            return Err(recipe_err("layers", l, &format!("a teacher layer in 0..{n}")));
-        }
-        Ok(self.layers.clone())
+        super::student_layers(&self.layers, n)
     }
 }
 
@@ -295,11 +310,24 @@ pub fn run(
     let inputs = if recipe.augment { augmented(&train, &mut Rng(recipe.seed ^ 0xa5a5)) } else { train.clone() };
     let batches = length_batches(&tok, &inputs, recipe.batch, recipe.replace_tokens, &mut Rng(recipe.seed ^ 0x7e7e))?;
     let mut targets: Vec<Targets> = Vec::with_capacity(batches.len());
+    let collect = recipe.hidden_weight > 0.0 || recipe.attention_weight > 0.0;
     for (i, b) in batches.iter().enumerate() {
-        let (last, pad) = last_hidden(&teacher, b)?;
-        let embedding = rows_flat(l2_normalize(mean_pool(last.clone(), pad)))?;
-        let tokens = if recipe.token_weight > 0.0 { Some(flat3(normalize_tokens(last))?) } else { None };
-        targets.push(Targets { embedding, tokens });
+        let (out, pad) = forward(&teacher, b, collect)?;
+        let last = out.last_hidden;
+        let embedding = host(l2_normalize(mean_pool(last.clone(), pad)), "embeddings")?;
+        let tokens =
+            if recipe.token_weight > 0.0 { Some(host(normalize_tokens(last), "hidden states")?) } else { None };
+        let mut hidden = Vec::new();
+        let mut attention = Vec::new();
+        for &l in &layers {
+            if recipe.hidden_weight > 0.0 {
+                hidden.push(host(out.hidden_states[l + 1].clone(), "hidden states")?);
+            }
+            if recipe.attention_weight > 0.0 {
+                attention.push(host(out.attentions[l].clone(), "attention maps")?);
+            }
+        }
+        targets.push(Targets { embedding, tokens, hidden, attention });
         progress("teacher", i + 1, batches.len(), f64::NAN);
     }
     let ad = device.clone().autodiff();
@@ -390,42 +418,13 @@ pub fn run(
     let median = &held[lengths[lengths.len() / 2].1];
     let b1 = tok.encode_batch(&[median])?;
     let b32 = tok.encode_batch(&held[..held.len().min(32)])?;
-    let mut times: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); stages.len()];
-    for _round in 0..3 {
-        for ((s, m), t) in stages.iter().zip(times.iter_mut()) {
-            for (batch, slot) in [(&b1, &mut t.0), (&b32, &mut t.1)] {
-                let cfg = LatencyConfig {
-                    warmup: 2,
-                    min_iterations: 3,
-                    min_time: Duration::from_millis(recipe.latency_ms),
-                    max_iterations: 10_000,
-                    items_per_call: batch.batch,
-                    tokens_per_call: batch.tokens(),
-                    threads: 0,
-                };
-                let mut failed = None;
-                let ms = measure(&s.name, &cfg, || {
-                    if let Err(e) = m.embed(batch).map(|t| t.into_data()) {
-                        failed = Some(e);
-                    }
-                })?
-                .p50_ms;
-                if let Some(e) = failed {
-                    return Err(e.into());
-                }
-                slot.push(ms);
-            }
-        }
-    }
-    let median_of = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let models: Vec<&Bert> = stages.iter().map(|(_, m)| m).collect();
+    let times = super::round_robin(&models, [&b1, &b32], recipe.latency_ms, |m, b| m.embed(b).map(|t| t.into_data()))?;
     let energy = EnergyModel::horowitz_45nm();
     let mut rows_out = Vec::new();
-    for ((s, _), t) in stages.iter_mut().zip(times.iter_mut()) {
-        s.b1_ms = median_of(&mut t.0);
-        s.b32_ms = median_of(&mut t.1);
+    for ((s, _), (b1_ms, b32_ms)) in stages.iter_mut().zip(times) {
+        s.b1_ms = b1_ms;
+        s.b32_ms = b32_ms;
         rows_out.push(
             StageRow::new(&s.name, s.params, s.bytes, "spearman", s.spearman, s.b1_ms, s.b32_ms)
                 .with_energy(energy.estimate_mj(s.macs.0, s.macs.1, s.bytes))
@@ -559,17 +558,50 @@ fn distill(
         }
         let i = order[pos];
         pos += 1;
-        let (b, t) = (batches[i].batch, batches[i].seq);
-        let (states, pad) = last_hidden(&student, &batches[i])?;
+        let (b, seq) = (batches[i].batch, batches[i].seq);
+        let collect = !targets[i].hidden.is_empty() || !targets[i].attention.is_empty();
+        let (out, pad) = forward(&student, &batches[i], collect)?;
+        let states = out.last_hidden;
         let s = l2_normalize(mean_pool(states.clone(), pad.clone()));
         let target = Tensor::<2>::from_data(TensorData::new(targets[i].embedding.clone(), [b, h]), &device);
-        let mut loss = (s * target).sum_dim(1).mean().neg().add_scalar(1.0);
+        let mut loss = (s.clone() * target.clone()).sum_dim(1).mean().neg().add_scalar(1.0);
+        if recipe.relation_weight > 0.0 && b > 2 {
+            loss = loss + relation_loss(s, target).mul_scalar(recipe.relation_weight);
+        }
+        let real = pad.clone().bool_not().float(); // [b, t]
+        let n_real = real.clone().sum().clamp_min(1.0);
+        if !targets[i].hidden.is_empty() {
+            let term = super::hidden_term(&out.hidden_states, &targets[i].hidden, pad.clone());
+            loss = loss + term.mul_scalar(recipe.hidden_weight);
+        }
+        if !targets[i].attention.is_empty() {
+            let mut term = Tensor::<1>::zeros([1], &device);
+            for (k, t) in targets[i].attention.iter().enumerate() {
+                let p = out.attentions[k].clone();
+                let heads = p.dims()[1];
+                if t.len() != b * heads * seq * seq {
+                    return Err(PipelineError::Data {
+                        what: "attention term".into(),
+                        message: format!(
+                            "the student's layer {k} has {heads} heads and the teacher's maps {} values, expected {}",
+                            t.len(),
+                            b * heads * seq * seq
+                        ),
+                    });
+                }
+                let t = Tensor::<4>::from_data(TensorData::new(t.clone(), [b, heads, seq, seq]), &device);
+                // KL(t ‖ p) per query row: Σ_k t (ln t − ln p); the masked keys carry t ≈ 0.
+                let kl = (t.clone() * (t.clamp_min(1e-8).log() - p.clamp_min(1e-8).log())).sum_dim(3); // [b, h, t, 1]
+                let rows = kl.sum_dim(1).squeeze_dim::<3>(3).squeeze_dim::<2>(1); // [b, t]
+                term = term + (rows * real.clone()).sum() / n_real.clone().mul_scalar(heads as f64);
+            }
+            let n = targets[i].attention.len() as f64;
+            loss = loss + term.mul_scalar(recipe.attention_weight / n);
+        }
         if let Some(tokens) = &targets[i].tokens {
-            let target = Tensor::<3>::from_data(TensorData::new(tokens.clone(), [b, t, h]), &device);
-            let real = pad.bool_not().float().unsqueeze_dim::<3>(2); // [b, t, 1]
-            let count = real.clone().sum().clamp_min(1.0);
-            let cos = (normalize_tokens(states) * target).sum_dim(2) * real;
-            let token_loss = (cos.sum() / count).neg().add_scalar(1.0);
+            let target = Tensor::<3>::from_data(TensorData::new(tokens.clone(), [b, seq, h]), &device);
+            let cos = (normalize_tokens(states) * target).sum_dim(2) * real.clone().unsqueeze_dim::<3>(2);
+            let token_loss = (cos.sum() / n_real.clone()).neg().add_scalar(1.0);
             loss = loss + token_loss.mul_scalar(recipe.token_weight);
         }
         if step % 10 == 0 || step + 1 == schedule.total {
@@ -600,14 +632,37 @@ struct Targets {
     embedding: Vec<f32>,
     /// With a token term: normalised last hidden states `[b, t, h]`.
     tokens: Option<Vec<f32>>,
+    /// With a hidden-state term: the mapped teacher layers' outputs `[b, t, h]`.
+    hidden: Vec<Vec<f32>>,
+    /// With an attention term: the mapped teacher layers' attention maps `[b, heads, t, t]`.
+    attention: Vec<Vec<f32>>,
 }
 
-/// The last hidden states of `batch` and its padding mask.
-fn last_hidden(model: &Bert, batch: &Encoded) -> Result<(Tensor<3>, Tensor<2, Bool>)> {
+/// The model's output on `batch` (with every layer's states and maps when `collect`) and the
+/// batch's padding mask.
+fn forward(model: &Bert, batch: &Encoded, collect: bool) -> Result<(ember_models::BertOutput, Tensor<2, Bool>)> {
     batch.check(model.vocab_size(), model.embeddings.type_vocab_size().max(1))?;
     let (ids, types, pad) = batch.tensors(&model.device());
     let types = (model.embeddings.type_vocab_size() > 0).then_some(types);
-    Ok((model.try_forward(ids, types, Some(pad.clone()), false)?.last_hidden, pad))
+    Ok((model.try_forward(ids, types, Some(pad.clone()), collect)?, pad))
+}
+
+/// `1 − r`: `r` the Pearson correlation between the off-diagonal entries of the students' and
+/// the teacher's cosine-similarity matrices of one batch of L2-normalised embeddings `[b, h]`.
+fn relation_loss(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
+    let [b, _] = student.dims();
+    let device = student.device();
+    let off = Tensor::<2>::ones([b, b], &device) - Tensor::<2>::eye(b, &device);
+    let n = (b * (b - 1)) as f64;
+    let centred = |e: Tensor<2>| {
+        let sim = e.clone().matmul(e.transpose()) * off.clone();
+        let mean = sim.clone().sum().div_scalar(n);
+        (sim - mean.unsqueeze_dim::<2>(1)) * off.clone()
+    };
+    let (s, t) = (centred(student), centred(teacher));
+    let cov = (s.clone() * t.clone()).sum();
+    let var = (s.powi_scalar(2).sum() * t.powi_scalar(2).sum()).sqrt().clamp_min(1e-12);
+    (cov / var).neg().add_scalar(1.0)
 }
 
 /// Every token's state divided by its L2 norm (floored at 1e-12).
@@ -616,29 +671,17 @@ fn normalize_tokens(x: Tensor<3>) -> Tensor<3> {
     x / norm
 }
 
-fn flat3(t: Tensor<3>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| PipelineError::Data {
-        what: "hidden states".into(),
-        message: format!("not readable as f32: {e:?}"),
-    })
-}
-
 /// Removes `fraction` of every FFN's neurons by Wanda's structured importance on `calib`.
 fn narrow(model: &Bert, calib: &Encoded, fraction: f64) -> Result<Bert> {
-    if fraction == 0.0 {
-        return Ok(model.clone());
-    }
-    let session = Calibrator::new(model, &CalibrationConfig::new(ObserverConfig::MinMax).with_sample_rows(0))?;
-    model.embed(calib)?;
-    let norms: BTreeMap<String, Vec<f32>> = session.finish()?.input_channel_norms();
-    let mut m = model.clone();
-    for (block, ffn) in model.encoder.feed_forward.iter().enumerate() {
-        let path = format!("encoder.feed_forward.{block}.outer.weight");
-        let channels = channel_importance_of(&ffn.outer.weight, norms.get(&path).map(Vec::as_slice))?;
-        let keep = keep_top(&channels, units_to_keep(ffn.d_ff(), fraction)?)?;
-        m = m.retain_neurons(block, &keep)?;
-    }
-    Ok(m)
+    let ffns = &model.encoder.feed_forward;
+    super::narrow_ffns(
+        model,
+        ffns,
+        "",
+        fraction,
+        |m| Ok(m.embed(calib).map(|_| ())?),
+        |m, block, keep| Ok(m.retain_neurons(block, keep)?),
+    )
 }
 
 fn stage_init(name: &str, model: &Bert, bytes: u64, seconds: f64, int8: bool) -> Result<EmbedStage> {
@@ -660,7 +703,7 @@ fn stage_init(name: &str, model: &Bert, bytes: u64, seconds: f64, int8: bool) ->
 }
 
 /// (attention-score MACs, Linear MACs) of one sequence of `t` tokens.
-fn batch1_macs(model: &Bert, t: u64) -> (u64, u64) {
+pub(crate) fn batch1_macs(model: &Bert, t: u64) -> (u64, u64) {
     let h = model.hidden_size() as u64;
     let (mut scores, mut linear) = (0u64, 0u64);
     for l in 0..model.n_layers() {
@@ -675,14 +718,7 @@ fn batch1_macs(model: &Bert, t: u64) -> (u64, u64) {
 
 fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, d] = t.dims();
-    Ok(rows_flat(t)?.chunks(d).map(<[f32]>::to_vec).collect())
-}
-
-fn rows_flat(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| PipelineError::Data { what: "embeddings".into(), message: format!("not readable as f32: {e:?}") })
+    Ok(host(t, "embeddings")?.chunks(d).map(<[f32]>::to_vec).collect())
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -9,14 +9,26 @@
 //!   sentences. Written: the float student in Hugging Face layout (loadable by `transformers`,
 //!   sentence-transformers and `Bert::from_pretrained`), the int8 student in Ember's format, and
 //!   the report (markdown, JSON, SVG).
+//! - [`classify`]: text classification (or regression). The teacher is the checkpoint
+//!   fine-tuned on the task's train split (or used as is when it has a trained head); the
+//!   student is distilled on its soft targets and hidden states, narrowed, distilled again and
+//!   converted to int8; every stage is scored with the task's metric on the dev split.
+//! - [`lm`]: a byte-level language model compressed from scratch (the `compress` example's
+//!   default, zero-download run): a teacher trained on a corpus, an ALBERT-style student
+//!   distilled from it, pruned gradually under distillation and converted to int8, each stage's
+//!   held-out perplexity measured; the typed JSON [`lm::Recipe`] holds every setting.
+//! - [`data`]: labelled task data (GLUE TSV or plain `text<TAB>label`) into batches.
 //! - [`text`]: plain text into sentences.
 //! - [`train`]: pieces for your own fine-tuning loop (a warm-up + linear-decay schedule, AdamW
 //!   with clipping).
 //!
 //! The `compress` example runs it: `cargo run --release --example compress -- --teacher DIR
-//! --task embed --data FILE`.
+//! --task embed --data FILE` and `… --task classify --data DIR_OR_TSV [--glue-task NAME]`.
 
+pub mod classify;
+pub mod data;
 pub mod embed;
+pub mod lm;
 pub mod text;
 pub mod train;
 
@@ -85,6 +97,122 @@ pub(crate) fn recipe_err(what: &str, value: impl std::fmt::Display, expected: &s
 
 pub(crate) fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// Median latencies (batch 1, batch 32) of `call` on every model, measured round-robin (three
+/// rounds of each model at `batches[0]` then `batches[1]`, at least `min_ms` per measurement)
+/// so that a machine's drift is shared by all models.
+pub(crate) fn round_robin<M, T>(
+    models: &[&M],
+    batches: [&ember_models::Encoded; 2],
+    min_ms: u64,
+    call: impl Fn(&M, &ember_models::Encoded) -> std::result::Result<T, ember_models::ModelError>,
+) -> Result<Vec<(f64, f64)>> {
+    let mut times: Vec<[Vec<f64>; 2]> = vec![[Vec::new(), Vec::new()]; models.len()];
+    for _round in 0..3 {
+        for (i, m) in models.iter().enumerate() {
+            for (k, batch) in batches.iter().enumerate() {
+                let cfg = ember_eval::LatencyConfig {
+                    warmup: 2,
+                    min_iterations: 3,
+                    min_time: std::time::Duration::from_millis(min_ms),
+                    max_iterations: 10_000,
+                    items_per_call: batch.batch,
+                    tokens_per_call: batch.tokens(),
+                    threads: 0,
+                };
+                let mut failed = None;
+                let ms = ember_eval::measure(&format!("model {i}"), &cfg, || {
+                    if let Err(e) = call(m, batch) {
+                        failed = Some(e);
+                    }
+                })?
+                .p50_ms;
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
+                times[i][k].push(ms);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(times.iter_mut().map(|[a, b]| (median(a), median(b))).collect())
+}
+
+/// A tensor's values on the host as f32 (row-major); `what` names it in the error.
+pub(crate) fn host<const D: usize>(t: burn::tensor::Tensor<D>, what: &str) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| PipelineError::Data { what: what.into(), message: format!("not readable as f32: {e:?}") })
+}
+
+/// The student's layers for a teacher of `n` layers: `layers`, or every other layer from 1
+/// when it is empty.
+pub(crate) fn student_layers(layers: &[usize], n: usize) -> Result<Vec<usize>> {
+    if layers.is_empty() {
+        return Ok(if n == 1 { vec![0] } else { (1..n).step_by(2).collect() });
+    }
+    if let Some(&l) = layers.iter().find(|&&l| l >= n) {
+        return Err(recipe_err("layers", l, &format!("a teacher layer in 0..{n}")));
+    }
+    Ok(layers.to_vec())
+}
+
+/// Removes `fraction` of every FFN's neurons of `model` by Wanda's structured importance
+/// (`‖W₂[j,:]‖₂ · ‖X_j‖₂`, input norms measured while `forward` runs calibration data), the same
+/// number in every layer; `ffns` are the model's FFN blocks, `prefix` their parameter path
+/// before `encoder.`, `retain` removes neurons of one block.
+pub(crate) fn narrow_ffns<M: burn::module::Module + Clone>(
+    model: &M,
+    ffns: &[ember_layers::FeedForward],
+    prefix: &str,
+    fraction: f64,
+    forward: impl FnOnce(&M) -> Result<()>,
+    retain: impl Fn(&M, usize, &[usize]) -> Result<M>,
+) -> Result<M> {
+    use ember_quant::{CalibrationConfig, Calibrator, ObserverConfig};
+    if fraction == 0.0 {
+        return Ok(model.clone());
+    }
+    let session = Calibrator::new(model, &CalibrationConfig::new(ObserverConfig::MinMax).with_sample_rows(0))?;
+    forward(model)?;
+    let norms = session.finish()?.input_channel_norms();
+    let mut m = model.clone();
+    for (block, ffn) in ffns.iter().enumerate() {
+        let path = format!("{prefix}encoder.feed_forward.{block}.outer.weight");
+        let channels = ember_prune::channel_importance_of(&ffn.outer.weight, norms.get(&path).map(Vec::as_slice))?;
+        let keep = ember_prune::keep_top(&channels, ember_prune::units_to_keep(ffn.d_ff(), fraction)?)?;
+        m = retain(&m, block, &keep)?;
+    }
+    Ok(m)
+}
+
+/// TinyBERT's hidden-state term: the mean over `targets` (the teacher's mapped layer outputs,
+/// host `[b, t, h]` each) of `‖s − t‖² / ‖t‖²` averaged over real tokens, `s` the student's
+/// output of layer `k` (`hidden_states[k + 1]`); `pad` `[b, t]` is `true` at padding.
+pub(crate) fn hidden_term(
+    hidden_states: &[burn::tensor::Tensor<3>],
+    targets: &[Vec<f32>],
+    pad: burn::tensor::Tensor<2, burn::tensor::Bool>,
+) -> burn::tensor::Tensor<1> {
+    use burn::tensor::{Tensor, TensorData};
+    let device = pad.device();
+    let [b, seq] = pad.dims();
+    let real = pad.bool_not().float();
+    let n_real = real.clone().sum().clamp_min(1.0);
+    let mut term = Tensor::<1>::zeros([1], &device);
+    for (k, t) in targets.iter().enumerate() {
+        let h = t.len() / (b * seq).max(1);
+        let t = Tensor::<3>::from_data(TensorData::new(t.clone(), [b, seq, h]), &device);
+        let err = (hidden_states[k + 1].clone() - t.clone()).powi_scalar(2).sum_dim(2).squeeze_dim::<2>(2);
+        let norm = t.powi_scalar(2).sum_dim(2).squeeze_dim::<2>(2).clamp_min(1e-6);
+        term = term + ((err / norm) * real.clone()).sum() / n_real.clone();
+    }
+    term.div_scalar(targets.len().max(1) as f64)
 }
 
 /// A small seeded generator (SplitMix64) for shuffling: the same seed gives the same run.

@@ -113,6 +113,53 @@ impl GlueTask {
         GlueTask::Ax,
     ];
 
+    /// The task named `name`, as the GLUE distribution's directories and the leaderboard spell
+    /// it, in any case and with or without `-` / `_` (`SST-2`, `sst2`, `STS-B`, `MNLI` (matched),
+    /// `MNLI-mm`, `AX`, …).
+    ///
+    /// ```
+    /// use ember_eval::GlueTask;
+    /// assert_eq!(GlueTask::from_name("sst-2").unwrap(), GlueTask::Sst2);
+    /// assert_eq!(GlueTask::from_name("STS_B").unwrap(), GlueTask::StsB);
+    /// assert!(GlueTask::from_name("imdb").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`EvalError::InvalidConfig`] listing the names known.
+    pub fn from_name(name: &str) -> Result<GlueTask> {
+        let key: String = name.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).collect::<String>().to_lowercase();
+        Ok(match key.as_str() {
+            "cola" => GlueTask::CoLA,
+            "sst2" | "sst" => GlueTask::Sst2,
+            "mrpc" => GlueTask::Mrpc,
+            "stsb" | "sts" => GlueTask::StsB,
+            "qqp" => GlueTask::Qqp,
+            "mnli" | "mnlim" | "mnlimatched" => GlueTask::MnliMatched,
+            "mnlimm" | "mnlimismatched" => GlueTask::MnliMismatched,
+            "qnli" => GlueTask::Qnli,
+            "rte" => GlueTask::Rte,
+            "wnli" => GlueTask::Wnli,
+            "ax" | "diagnostic" => GlueTask::Ax,
+            _ => {
+                return Err(EvalError::InvalidConfig {
+                    what: "GLUE task".into(),
+                    value: name.into(),
+                    expected: "one of CoLA, SST-2, MRPC, STS-B, QQP, MNLI, MNLI-mm, QNLI, RTE, WNLI, AX".into(),
+                });
+            }
+        })
+    }
+
+    /// The dev split's file name in the GLUE distribution (`dev.tsv`; MNLI's
+    /// `dev_matched.tsv` / `dev_mismatched.tsv`).
+    pub fn dev_file(&self) -> &'static str {
+        match self {
+            GlueTask::MnliMatched => "dev_matched.tsv",
+            GlueTask::MnliMismatched => "dev_mismatched.tsv",
+            _ => "dev.tsv",
+        }
+    }
+
     /// Label names, in class-index order (empty for STS-B's regression).
     pub fn labels(&self) -> &'static [&'static str] {
         match self {

@@ -87,8 +87,25 @@ impl Bert {
     /// embedding, an int8 model, masks, non-finite weights, head widths that do not divide the
     /// width); [`ModelError::Io`] for files that cannot be written or read.
     pub fn save_pretrained(&self, dir: impl AsRef<Path>, tokenizer_dir: Option<&Path>) -> Result<HfExport> {
-        let dir = dir.as_ref();
-        let (config, tensors, padded) = self.hf_tensors()?;
+        self.save_hf(dir.as_ref(), tokenizer_dir, None)
+    }
+
+    /// [`Bert::save_pretrained`]; with `task` = (key prefix, extra tensors, config entries), a
+    /// task model: every encoder key under the prefix, the extra tensors added, the entries
+    /// merged into `config.json`, and no sentence-transformers files.
+    pub(crate) fn save_hf(
+        &self,
+        dir: &Path,
+        tokenizer_dir: Option<&Path>,
+        task: Option<(&str, HostTensors, serde_json::Value)>,
+    ) -> Result<HfExport> {
+        let (config, mut tensors, padded) = self.hf_tensors()?;
+        let mut overrides = None;
+        if let Some((prefix, extra, entries)) = task {
+            tensors = tensors.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
+            tensors.extend(extra);
+            overrides = Some(entries);
+        }
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         let weights = serialize(&tensors)?;
         let weight_bytes = weights.len() as u64;
@@ -101,31 +118,38 @@ impl Bert {
             o.insert("hidden_dropout_prob".into(), 0.1.into());
             o.insert("attention_probs_dropout_prob".into(), 0.1.into());
             o.insert("initializer_range".into(), 0.02.into());
+            if let Some(serde_json::Value::Object(extra)) = &overrides {
+                for (k, v) in extra {
+                    o.insert(k.clone(), v.clone());
+                }
+            }
         }
         files.push((dir.join(HF_CONFIG_FILE), pretty(&json)?));
         // sentence-transformers: the encoder, mean pooling, L2 normalisation.
-        files.push((
-            dir.join("modules.json"),
-            pretty(&serde_json::json!([
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
-            ]))?,
-        ));
-        files.push((
-            dir.join("sentence_bert_config.json"),
-            pretty(&serde_json::json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false}))?,
-        ));
-        files.push((
-            dir.join("1_Pooling").join("config.json"),
-            pretty(&serde_json::json!({
-                "word_embedding_dimension": config.hidden_size,
-                "pooling_mode_cls_token": false,
-                "pooling_mode_mean_tokens": true,
-                "pooling_mode_max_tokens": false,
-                "pooling_mode_mean_sqrt_len_tokens": false
-            }))?,
-        ));
+        if overrides.is_none() {
+            files.push((
+                dir.join("modules.json"),
+                pretty(&serde_json::json!([
+                    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+                ]))?,
+            ));
+            files.push((
+                dir.join("sentence_bert_config.json"),
+                pretty(&serde_json::json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false}))?,
+            ));
+            files.push((
+                dir.join("1_Pooling").join("config.json"),
+                pretty(&serde_json::json!({
+                    "word_embedding_dimension": config.hidden_size,
+                    "pooling_mode_cls_token": false,
+                    "pooling_mode_mean_tokens": true,
+                    "pooling_mode_max_tokens": false,
+                    "pooling_mode_mean_sqrt_len_tokens": false
+                }))?,
+            ));
+        }
         let mut tokenizer_files = Vec::new();
         if let Some(src) = tokenizer_dir {
             for name in TOKENIZER_FILES {

@@ -45,6 +45,7 @@
 pub mod albert;
 pub mod bert;
 pub mod causal;
+pub mod classifier;
 pub mod corpus;
 pub mod error;
 pub mod export;
@@ -55,6 +56,7 @@ pub mod tokenizer;
 pub use albert::AlbertConfig;
 pub use bert::{Bert, BertArchitecture, BertConfig, BertOutput, l2_normalize, mean_pool};
 pub use causal::{ByteTokenizer, CausalLm, CausalLmConfig, CausalLmOutput, lm_loss, perplexity};
+pub use classifier::{BertClassifier, ClassifierArchitecture, LoadedClassifier};
 pub use corpus::MarkovCorpus;
 pub use ember_layers::{Activation, SharedInit, SharingMode};
 pub use error::{ModelError, Result};

@@ -38,6 +38,8 @@ pub enum ModelKind {
     Bert,
     /// [`crate::CausalLm`].
     CausalLm,
+    /// [`crate::BertClassifier`].
+    BertClassifier,
 }
 
 impl ModelKind {
@@ -46,6 +48,7 @@ impl ModelKind {
         match self {
             ModelKind::Bert => "bert",
             ModelKind::CausalLm => "causal_lm",
+            ModelKind::BertClassifier => "bert_classifier",
         }
     }
 }

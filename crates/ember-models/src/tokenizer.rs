@@ -242,4 +242,44 @@ impl TextTokenizer {
         }
         Encoded::from_parts(&ids, &types, self.pad_id)
     }
+
+    /// Tokenizes sentence pairs (`[CLS] a [SEP] b [SEP]`, token types 0 then 1) or single
+    /// sentences (`b = None`) into one batch padded to its longest sequence; a pair longer than
+    /// the truncation length loses tokens from the longer of its two texts first (as
+    /// `transformers`' `longest_first`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ember_models::TextTokenizer;
+    /// # let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+    /// #  "normalizer":{"type":"Lowercase"},"pre_tokenizer":{"type":"Whitespace"},
+    /// #  "post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"[CLS]","type_id":0}},{"Sequence":{"id":"A","type_id":0}},{"SpecialToken":{"id":"[SEP]","type_id":0}}],
+    /// #   "pair":[{"SpecialToken":{"id":"[CLS]","type_id":0}},{"Sequence":{"id":"A","type_id":0}},{"SpecialToken":{"id":"[SEP]","type_id":0}},{"Sequence":{"id":"B","type_id":1}},{"SpecialToken":{"id":"[SEP]","type_id":1}}],
+    /// #   "special_tokens":{"[CLS]":{"id":"[CLS]","ids":[2],"tokens":["[CLS]"]},"[SEP]":{"id":"[SEP]","ids":[3],"tokens":["[SEP]"]}}},
+    /// #  "decoder":null,"model":{"type":"WordLevel","vocab":{"[PAD]":0,"[UNK]":1,"[CLS]":2,"[SEP]":3,"a":4,"b":5},"unk_token":"[UNK]"}}"#;
+    /// let tok = TextTokenizer::from_bytes(json.as_bytes(), 16)?;
+    /// let batch = tok.encode_pairs(&[("a b", Some("b")), ("a", None)])?;
+    /// assert_eq!(batch.ids[..5], [2, 4, 5, 3, 5]);
+    /// assert_eq!(batch.type_ids[..6], [0, 0, 0, 0, 1, 1]);
+    /// assert_eq!(batch.lengths, [6, 3]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`TextTokenizer::encode_batch`].
+    pub fn encode_pairs<S: AsRef<str>>(&self, pairs: &[(S, Option<S>)]) -> Result<Encoded> {
+        let mut ids = Vec::with_capacity(pairs.len());
+        let mut types = Vec::with_capacity(pairs.len());
+        for (a, b) in pairs {
+            let a = a.as_ref();
+            let e = match b {
+                Some(b) => self.inner.encode((a, b.as_ref()), true),
+                None => self.inner.encode(a, true),
+            }
+            .map_err(|e| ModelError::Tokenizer(format!("cannot encode {a:?}: {e}")))?;
+            ids.push(e.get_ids().to_vec());
+            types.push(e.get_type_ids().to_vec());
+        }
+        Encoded::from_parts(&ids, &types, self.pad_id)
+    }
 }

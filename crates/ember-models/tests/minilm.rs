@@ -197,3 +197,65 @@ fn a_minilm_student_exported_in_hugging_face_layout_reloads_with_the_same_embedd
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// A tensor of a safetensors file as f32 values (the file is f32).
+fn file_tensor(bytes: &[u8], key: &str) -> (Vec<usize>, Vec<f32>) {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let v = st.tensor(key).unwrap();
+    let values = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    (v.shape().to_vec(), values)
+}
+
+#[test]
+fn a_minilm_classifier_uses_the_checkpoint_pooler_and_exports_hugging_face_keys() {
+    use ember_models::BertClassifier;
+    let Some(dir) = model_dir() else { return };
+    let device = Device::flex();
+    device.seed(11);
+    let labels: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+    let loaded = BertClassifier::from_pretrained(&dir, labels.clone(), 0.1, &device).unwrap();
+    assert!(loaded.pooler_loaded, "all-MiniLM-L6-v2 carries pooler.dense");
+    assert!(!loaded.head_loaded, "and no classifier: a new head");
+    let student = loaded.model.map_encoder(|b| b.retain_layers(&[1, 3, 5])).unwrap();
+    let out = std::env::temp_dir().join(format!("ember-minilm-classifier-{}", std::process::id()));
+    student.save_pretrained(&out, &labels, Some(&dir)).unwrap();
+    let tok = TextTokenizer::from_file(out.join("tokenizer.json"), 128).unwrap();
+    let batch = tok
+        .encode_pairs(&[("A man is playing a guitar.", Some("Someone plays music.")), ("The sky is blue.", None)])
+        .unwrap();
+    assert_eq!(batch.type_ids[batch.lengths[0] - 1], 1, "the second text has token type 1");
+    let (states, logits) = student.forward_batch(&batch, false).unwrap();
+    let logits = logits.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    // The head by hand from the exported file ([out, in] weights, as transformers computes it):
+    // logits = W_c · tanh(W_p · h_[CLS] + b_p) + b_c.
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let (wp_shape, wp) = file_tensor(&bytes, "bert.pooler.dense.weight");
+    let (_, bp) = file_tensor(&bytes, "bert.pooler.dense.bias");
+    let (wc_shape, wc) = file_tensor(&bytes, "classifier.weight");
+    let (_, bc) = file_tensor(&bytes, "classifier.bias");
+    assert_eq!((wp_shape, wc_shape.clone()), (vec![384, 384], vec![3, 384]));
+    // The pooler is the checkpoint's own.
+    let original = std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert_eq!(file_tensor(&original, "pooler.dense.weight").1, wp);
+    let h = states.last_hidden.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let seq = batch.seq;
+    for r in 0..2 {
+        let cls = &h[r * seq * 384..r * seq * 384 + 384];
+        let pooled: Vec<f64> = (0..384)
+            .map(|o| {
+                let z: f64 = (0..384).map(|i| f64::from(wp[o * 384 + i]) * f64::from(cls[i])).sum::<f64>();
+                (z + f64::from(bp[o])).tanh()
+            })
+            .collect();
+        for k in 0..3 {
+            let z: f64 = (0..384).map(|i| f64::from(wc[k * 384 + i]) * pooled[i]).sum::<f64>() + f64::from(bc[k]);
+            assert!((z - f64::from(logits[r * 3 + k])).abs() < 1e-4, "row {r} logit {k}: {z} vs {}", logits[r * 3 + k]);
+        }
+    }
+    // transformers' config: the architecture and the labels.
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["num_hidden_layers"], 3);
+    assert_eq!(config["id2label"]["1"], "b");
+    std::fs::remove_dir_all(&out).unwrap();
+}
