@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use ember_slm::eval::{GlueLabel, GlueTask};
 use ember_slm::models::{Bert, BertClassifier, BertConfig, TextTokenizer};
 use ember_slm::pipeline::PipelineError;
-use ember_slm::pipeline::classify::{ClassifyRecipe, run};
+use ember_slm::pipeline::classify::{ClassifyRecipe, label_loss, run};
 use ember_slm::pipeline::data::{Metric, read_task, task_batches};
 use std::path::{Path, PathBuf};
 
@@ -229,6 +229,19 @@ fn bad_input_is_refused_before_any_work() {
         }
     }
     assert!(!dir.join("out").exists(), "nothing written");
+    // The loss of a user's own loop refuses logits that do not fit the batch.
+    let tdir = temp("bad-teacher");
+    teacher(&tdir);
+    let tok = TextTokenizer::from_file(tdir.join("tokenizer.json"), 24).unwrap();
+    let batches = task_batches(&tok, &data.train, 8).unwrap();
+    let device = Device::flex();
+    let one_column = burn::tensor::Tensor::<2>::zeros([batches[0].encoded.batch, 1], &device);
+    let e = label_loss(one_column, &batches[0], &device).unwrap_err().to_string();
+    assert!(e.contains("1 columns"), "{e}");
+    let two = burn::tensor::Tensor::<2>::zeros([batches[0].encoded.batch, 2], &device);
+    let loss = label_loss(two, &batches[0], &device).unwrap().into_scalar::<f32>();
+    assert!((loss - std::f32::consts::LN_2).abs() < 1e-6, "uniform logits: ln 2, got {loss}");
+    let _ = std::fs::remove_dir_all(tdir);
     // A recipe from JSON refuses unknown fields.
     assert!(serde_json::from_str::<ClassifyRecipe>(r#"{"epochs": 3}"#).is_err());
     let _ = std::fs::remove_dir_all(dir);

@@ -326,7 +326,7 @@ pub fn run(
             rng.shuffle(&mut order);
             for &i in &order {
                 let (_, logits) = model.forward_batch(&batches[i].encoded, false)?;
-                let loss = label_loss(logits, &batches[i], &ad);
+                let loss = label_loss(logits, &batches[i], &ad)?;
                 record(&loss, "finetune", step, &mut curve)?;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = opt.step(schedule.lr(step), model, grads);
@@ -462,15 +462,12 @@ pub fn run(
         );
     }
     let report = CompressionReport::new(rows)?;
-    write("report.md", report.to_markdown().as_bytes())?;
-    write("report.json", report.to_json().as_bytes())?;
-    write("report.svg", report.to_svg()?.as_bytes())?;
-    let mut curve_json: Vec<_> =
-        curve.iter().map(|(s, step, l)| serde_json::json!({"stage": s, "step": step, "loss": l})).collect();
-    for (e, m) in teacher_epochs.iter().enumerate() {
-        curve_json.push(serde_json::json!({"stage": "finetune", "epoch": e + 1, "dev_metric": m}));
-    }
-    write("curve.json", serde_json::to_string(&curve_json).unwrap_or_default().as_bytes())?;
+    let epochs = teacher_epochs
+        .iter()
+        .enumerate()
+        .map(|(e, m)| serde_json::json!({"stage": "finetune", "epoch": e + 1, "dev_metric": m}))
+        .collect();
+    super::write_report(out, &report, &curve, epochs)?;
     Ok(ClassifyRun {
         stages,
         report,
@@ -510,24 +507,38 @@ fn record(loss: &Tensor<1>, stage: &str, step: usize, curve: &mut Vec<(String, u
     Ok(())
 }
 
-/// The task loss of a batch for your own fine-tuning loop: cross-entropy of `logits`
-/// `[batch, classes]` against the batch's classes, or the mean squared error of `logits`
-/// `[batch, 1]` against its scores (on `device`, where the logits are).
-pub fn label_loss(logits: Tensor<2>, batch: &TaskBatch, device: &Device) -> Tensor<1> {
+/// The task loss of a batch for your own fine-tuning loop: the mean cross-entropy
+/// `−(1/b) Σ_r log softmax(logits_r)[y_r]` of `logits` `[batch, classes]` against the batch's
+/// classes, or the mean squared error `(1/b) Σ_r (logits_r − y_r)²` of `logits` `[batch, 1]`
+/// against its scores (targets built on `device`, where the logits are).
+///
+/// # Errors
+/// [`PipelineError::Data`] when the logits' shape does not fit the batch: another row count, a
+/// class index ≥ the number of columns, or scores with more than one column.
+pub fn label_loss(logits: Tensor<2>, batch: &TaskBatch, device: &Device) -> Result<Tensor<1>> {
+    let [b, n] = logits.dims();
+    let bad = |m: String| Err(PipelineError::Data { what: "label loss".into(), message: m });
     match &batch.targets {
         Targets::Class(c) => {
-            let [b, n] = logits.dims();
+            if c.len() != b {
+                return bad(format!("logits for {b} rows, the batch has {} labels", c.len()));
+            }
             let mut onehot = vec![0.0f32; b * n];
             for (r, &k) in c.iter().enumerate() {
-                onehot[r * n + k.min(n - 1)] = 1.0;
+                if k >= n {
+                    return bad(format!("row {r} has class {k}, the logits have {n} columns"));
+                }
+                onehot[r * n + k] = 1.0;
             }
             let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, n]), device);
-            (log_softmax(logits, 1) * onehot).sum().div_scalar(b as f64).neg()
+            Ok((log_softmax(logits, 1) * onehot).sum().div_scalar(b as f64).neg())
         }
         Targets::Score(s) => {
-            let b = s.len();
+            if s.len() != b || n != 1 {
+                return bad(format!("logits [{b}, {n}] for {} scores, expected [{}, 1]", s.len(), s.len()));
+            }
             let t = Tensor::<2>::from_data(TensorData::new(s.clone(), [b, 1]), device);
-            (logits - t).powi_scalar(2).mean()
+            Ok((logits - t).powi_scalar(2).mean())
         }
     }
 }
@@ -574,7 +585,7 @@ fn distill(
         };
         let mut loss = soft.mul_scalar(recipe.soft_weight);
         if recipe.soft_weight < 1.0 {
-            loss = loss + label_loss(logits, batch, &device).mul_scalar(1.0 - recipe.soft_weight);
+            loss = loss + label_loss(logits, batch, &device)?.mul_scalar(1.0 - recipe.soft_weight);
         }
         if !tt.hidden.is_empty() {
             let pad = Tensor::from_data(TensorData::new(batch.encoded.pad.clone(), [b, seq]), &device);

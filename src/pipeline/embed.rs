@@ -432,12 +432,7 @@ pub fn run(
         );
     }
     let report = CompressionReport::new(rows_out)?;
-    write("report.md", report.to_markdown().as_bytes())?;
-    write("report.json", report.to_json().as_bytes())?;
-    write("report.svg", report.to_svg()?.as_bytes())?;
-    let curve_json: Vec<_> =
-        curve.iter().map(|(s, step, l)| serde_json::json!({"stage": s, "step": step, "loss": l})).collect();
-    write("curve.json", serde_json::to_string(&curve_json).unwrap_or_default().as_bytes())?;
+    super::write_report(out, &report, &curve, Vec::new())?;
     Ok(EmbedRun {
         stages: stages.into_iter().map(|(s, _)| s).collect(),
         report,

@@ -215,6 +215,25 @@ pub(crate) fn hidden_term(
     term.div_scalar(targets.len().max(1) as f64)
 }
 
+/// Writes `report.{md,json,svg}` and `curve.json` (the loss every 10 steps, then `extra`
+/// entries) to `out`.
+pub(crate) fn write_report(
+    out: &std::path::Path,
+    report: &ember_eval::CompressionReport,
+    curve: &[(String, usize, f64)],
+    extra: Vec<serde_json::Value>,
+) -> Result<()> {
+    let write =
+        |name: &str, bytes: &[u8]| std::fs::write(out.join(name), bytes).map_err(|e| io_err(&out.join(name), e));
+    write("report.md", report.to_markdown().as_bytes())?;
+    write("report.json", report.to_json().as_bytes())?;
+    write("report.svg", report.to_svg()?.as_bytes())?;
+    let mut json: Vec<_> =
+        curve.iter().map(|(s, step, l)| serde_json::json!({"stage": s, "step": step, "loss": l})).collect();
+    json.extend(extra);
+    write("curve.json", serde_json::to_string(&json).unwrap_or_default().as_bytes())
+}
+
 /// A small seeded generator (SplitMix64) for shuffling: the same seed gives the same run.
 #[derive(Clone, Debug)]
 pub struct Rng(pub u64);
