@@ -535,20 +535,7 @@ mod tests {
     /// A recipe whose whole run takes a second or two (the library's tests check the run
     /// itself; these check the command line around it).
     fn micro_recipe() -> Recipe {
-        let mut r = Recipe::quick();
-        r.data.corpus_bytes = 8_000;
-        r.data.seq_len = 16;
-        for m in [&mut r.teacher, &mut r.student] {
-            m.model.max_seq_len = 16;
-            m.train.steps = 6;
-            m.train.batch = 4;
-            m.train.warmup = 2;
-        }
-        r.prune.train.steps = 6;
-        r.prune.train.batch = 4;
-        r.prune.train.warmup = 2;
-        r.prune.frequency = 2;
-        r.eval = lm::EvalRecipe { batch: 8, latency_min_ms: 1, latency_warmup: 0, latency_rounds: 1 };
+        let r = Recipe::micro();
         r.validate().unwrap();
         r
     }

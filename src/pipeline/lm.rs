@@ -272,6 +272,26 @@ impl Default for Recipe {
 }
 
 impl Recipe {
+    /// A recipe whose whole run takes a second or two on a CPU (8 kB corpus, 16-byte windows,
+    /// 6 steps per stage): for tests of code around the run; the numbers mean nothing.
+    pub fn micro() -> Self {
+        let mut r = Recipe::quick();
+        r.data.corpus_bytes = 8_000;
+        r.data.seq_len = 16;
+        for m in [&mut r.teacher, &mut r.student] {
+            m.model.max_seq_len = 16;
+            m.train.steps = 6;
+            m.train.batch = 4;
+            m.train.warmup = 2;
+        }
+        r.prune.train.steps = 6;
+        r.prune.train.batch = 4;
+        r.prune.train.warmup = 2;
+        r.prune.frequency = 2;
+        r.eval = EvalRecipe { batch: 8, latency_min_ms: 1, latency_warmup: 0, latency_rounds: 1 };
+        r
+    }
+
     /// The CI smoke recipe: the same stages on tiny models, in seconds.
     pub fn quick() -> Self {
         let seq = 32;
@@ -1455,20 +1475,7 @@ mod tests {
     /// every number in the JSON is finite; the pruned stage is as sparse as asked and the
     /// teacher is reused on a rerun.
     fn micro_recipe() -> Recipe {
-        let mut r = Recipe::quick();
-        r.data.corpus_bytes = 8_000;
-        r.data.seq_len = 16;
-        for m in [&mut r.teacher, &mut r.student] {
-            m.model.max_seq_len = 16;
-            m.train.steps = 6;
-            m.train.batch = 4;
-            m.train.warmup = 2;
-        }
-        r.prune.train.steps = 6;
-        r.prune.train.batch = 4;
-        r.prune.train.warmup = 2;
-        r.prune.frequency = 2;
-        r.eval = EvalRecipe { batch: 8, latency_min_ms: 1, latency_warmup: 0, latency_rounds: 1 };
+        let r = Recipe::micro();
         r.validate().unwrap();
         r
     }
