@@ -35,7 +35,10 @@
 //! - [`quantize`]: f32 ↔ u8/i8 row quantizers (round half to even, saturating, NaN/Inf rejected).
 //! - [`KernelId`]: the kernels (AMX-INT8, AVX-512 VNNI, AVX-VNNI, AVX2, scalar), runtime
 //!   detection and the `EMBER_KERNEL` override.
-//! - [`reference`](mod@reference): naive i64 reference GEMM for tests.
+//! - [`fused`]: f32 row kernels for the rest of a transformer layer: LayerNorm with the residual
+//!   add, softmax, GELU (erf and tanh forms) and a fused multi-head attention.
+//! - [`reference`](mod@reference): naive i64 reference GEMM and f64 references of the row
+//!   kernels, for tests.
 //!
 //! ## Exactness
 //! All kernels accumulate in i32 with wrapping arithmetic and return identical accumulators. The
@@ -70,6 +73,7 @@ pub(crate) const fn x86_64_amx_min_rows() -> usize {
 mod abuf;
 mod dispatch;
 mod error;
+pub mod fused;
 mod gemm;
 mod microkernel;
 mod pack;

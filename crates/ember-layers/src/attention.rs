@@ -111,6 +111,11 @@ impl AttentionConfig {
 pub struct AttentionMask {
     /// `true` = hidden; `[batch or 1, 1, seq or 1, seq]`, broadcast over heads (and queries).
     hidden: Option<Tensor<4, Bool>>,
+    /// The padding alone, `[batch, seq]` (for the fused CPU kernel).
+    pad: Option<Tensor<2, Bool>>,
+    causal: bool,
+    /// The padding read to the host once per batch, shared by every layer (and clone).
+    host_pad: std::sync::Arc<std::sync::OnceLock<Option<Vec<bool>>>>,
     batch: usize,
     seq: usize,
 }
@@ -137,7 +142,7 @@ impl AttentionMask {
                 actual: format!("{:?}", m.dims()),
             });
         }
-        let pad = pad_mask.map(|m| m.reshape([batch, 1, 1, seq]));
+        let pad = pad_mask.clone().map(|m| m.reshape([batch, 1, 1, seq]));
         let future = causal.then(|| {
             let rows = Tensor::<1, Int>::arange(0..seq as i64, device).reshape([seq, 1]);
             let cols = Tensor::<1, Int>::arange(0..seq as i64, device).reshape([1, seq]);
@@ -147,12 +152,32 @@ impl AttentionMask {
             (Some(p), Some(f)) => Some(p.expand([batch, 1, seq, seq]).bool_or(f.expand([batch, 1, seq, seq]))),
             (p, f) => p.or(f),
         };
-        Ok(AttentionMask { hidden, batch, seq })
+        Ok(AttentionMask { hidden, pad: pad_mask, causal, host_pad: Default::default(), batch, seq })
     }
 
     /// No mask (every query sees every key).
     pub fn none(batch: usize, seq: usize) -> Self {
-        AttentionMask { hidden: None, batch, seq }
+        AttentionMask { hidden: None, pad: None, causal: false, host_pad: Default::default(), batch, seq }
+    }
+
+    /// Whether future keys are hidden.
+    pub fn is_causal(&self) -> bool {
+        self.causal
+    }
+
+    /// The padding as host booleans (`[batch · seq]`, `true` = hidden), read once per mask and
+    /// shared by every layer: `Some(None)` when nothing is padded, `None` when the padding could
+    /// not be read (the caller then uses Burn's ops).
+    fn host_padding(&self) -> Option<Option<&[bool]>> {
+        let Some(pad) = &self.pad else { return Some(None) };
+        self.host_pad
+            .get_or_init(|| {
+                let data = pad.clone().into_data();
+                let v: Vec<bool> = data.iter::<bool>().collect();
+                (v.len() == self.batch * self.seq).then_some(v)
+            })
+            .as_deref()
+            .map(Some)
     }
 
     /// `[batch, seq]` the mask was built for.
@@ -327,6 +352,49 @@ impl MultiHeadAttention {
         let probs = softmax(scores, 3);
         let ctx = self.dropout.forward(probs.clone()).matmul(v).swap_dims(1, 2).reshape([b, t, h * dh]);
         AttentionOutput { context: self.output.forward(ctx), probs, values }
+    }
+
+    /// The projected context of self-attention over `x` alone, without the probabilities:
+    /// what inference needs. On CPU devices without autodiff (Flex, NdArray) the scores,
+    /// mask, softmax and product with V run in one fused kernel per (sequence, head)
+    /// (`ember_kernels::fused::attention`, no `[batch, heads, seq, seq]` tensor); elsewhere it is
+    /// [`MultiHeadAttention::forward`]'s context. Both agree to float rounding (tested).
+    ///
+    /// # Panics
+    /// On inputs of the wrong shape, like [`MultiHeadAttention::forward`].
+    pub fn context(&self, x: Tensor<3>, mask: &AttentionMask) -> Tensor<3> {
+        self.context_qkv(x.clone(), x.clone(), x, mask)
+    }
+
+    /// [`MultiHeadAttention::context`] with separate query, key and value inputs (see
+    /// [`MultiHeadAttention::forward_qkv`]).
+    ///
+    /// # Panics
+    /// On inputs of the wrong shape.
+    pub fn context_qkv(&self, xq: Tensor<3>, xk: Tensor<3>, xv: Tensor<3>, mask: &AttentionMask) -> Tensor<3> {
+        let [b, t, _] = xq.dims();
+        // Autodiff devices never take the fused path, so dropout (a no-op without autodiff) is
+        // never skipped.
+        let fused_ok = crate::host::fused(&xq) && mask.dims() == [b, t];
+        let pad = if fused_ok { mask.host_padding() } else { None };
+        let Some(pad) = pad else { return self.forward_qkv(xq, xk, xv, mask).context };
+        let device = xq.device();
+        let (h, dh) = (self.n_heads, self.head_dim);
+        let q = crate::host::to_host(self.query.forward(xq));
+        let k = crate::host::to_host(self.key.forward(xk));
+        let v = crate::host::to_host(self.value.forward(xv));
+        let (Some((q, _)), Some((k, _)), Some((v, _))) = (q, k, v) else {
+            unreachable!("the projections of an f32 input on a CPU device are f32")
+        };
+        let mut out = vec![0f32; q.len()];
+        let dims = ember_kernels::fused::AttentionDims { batch: b, seq: t, heads: h, head_dim: dh };
+        let m = ember_kernels::fused::AttentionMask { key_padding: pad, causal: mask.causal };
+        let scale = 1.0 / (dh as f32).sqrt();
+        if let Err(e) = ember_kernels::fused::attention(&q, &k, &v, dims, m, scale, &mut out, &crate::host::options()) {
+            panic!("MultiHeadAttention::context: {e}");
+        }
+        let ctx = crate::host::from_host(out, burn::tensor::Shape::new([b, t, h * dh]), &device);
+        self.output.forward(ctx)
     }
 
     /// The layer with only the heads in `keep` (ascending, unique), in that order: their

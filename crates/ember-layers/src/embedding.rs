@@ -210,15 +210,24 @@ impl FactorizedEmbedding {
             }
         }
         let mut x = self.word.forward(ids);
+        let mut last = None;
         if let Some(p) = &self.position {
-            x = x + p.forward(positions(b, t, &device));
+            last = Some(p.forward(positions(b, t, &device)));
         }
         if let Some(tt) = &self.token_type {
-            x = x + tt.forward(token_types.unwrap_or_else(|| Tensor::zeros([b, t], &device)));
+            let y = tt.forward(token_types.unwrap_or_else(|| Tensor::zeros([b, t], &device)));
+            if let Some(prev) = last.replace(y) {
+                x = x + prev;
+            }
         }
-        if let Some(n) = &self.norm {
-            x = n.forward(x);
-        }
+        x = match &self.norm {
+            // The last addition is fused into the LayerNorm on CPU devices.
+            Some(n) => crate::host::add_layer_norm(n, self.layer_norm_eps, x, last),
+            None => match last {
+                Some(y) => x + y,
+                None => x,
+            },
+        };
         let x = self.dropout.forward(x);
         Ok(match &self.projection {
             Some(p) => p.forward(x),

@@ -469,6 +469,29 @@ impl Encoder {
         if collect {
             out.hidden_states.push(x.clone());
         }
+        // Inference on a CPU device: the fused kernels (attention without probabilities,
+        // LayerNorm with the residual add) and no clones, so tensors move to the host and back
+        // without copies.
+        if !collect && crate::host::fused(&x) {
+            let eps = self.layer_norm_eps;
+            for (&ai, &fi) in self.attention_index.iter().zip(&self.feed_forward_index) {
+                let (att, n1) = (&self.attention[ai], &self.attention_norm[ai]);
+                let (ffn, n2) = (&self.feed_forward[fi], &self.feed_forward_norm[fi]);
+                if self.norm_first {
+                    let c = att.context(crate::host::add_layer_norm(n1, eps, x.clone(), None), mask);
+                    x = x + c;
+                    let f = ffn.forward(crate::host::add_layer_norm(n2, eps, x.clone(), None));
+                    x = x + f;
+                } else {
+                    let c = att.context(x.clone(), mask);
+                    x = crate::host::add_layer_norm(n1, eps, c, Some(x));
+                    let f = ffn.forward(x.clone());
+                    x = crate::host::add_layer_norm(n2, eps, f, Some(x));
+                }
+            }
+            out.hidden = x;
+            return out;
+        }
         for (&ai, &fi) in self.attention_index.iter().zip(&self.feed_forward_index) {
             let (att, n1) = (&self.attention[ai], &self.attention_norm[ai]);
             let (ffn, n2) = (&self.feed_forward[fi], &self.feed_forward_norm[fi]);

@@ -53,6 +53,7 @@ pub mod embedding;
 pub mod encoder;
 pub mod error;
 pub mod feedforward;
+mod host;
 pub mod mobilebert;
 pub mod params;
 

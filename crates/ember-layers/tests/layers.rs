@@ -289,3 +289,53 @@ fn wrong_input_shapes_are_typed_errors_with_try_forward() {
         enc.attention[0].try_forward(Tensor::<3>::zeros([2, 2, 9], &device), &AttentionMask::none(2, 2)).unwrap_err();
     assert!(e.to_string().contains("input"), "{e}");
 }
+
+/// Inference on a CPU device takes the fused kernels (attention without probabilities,
+/// LayerNorm with the residual add, GELU on the host); `collect = true` and autodiff devices
+/// take Burn's ops. Both must agree: post- and pre-norm, padding, causal, both GELU forms,
+/// float and int8, every device.
+#[test]
+fn the_fused_cpu_path_equals_burns_ops() {
+    use ember_quant::{QuantizeConfig, Quantizer};
+    for device in devices() {
+        for (norm_first, causal, act) in [
+            (false, false, Activation::Gelu),
+            (true, false, Activation::GeluTanh),
+            (false, true, Activation::Relu),
+            (true, true, Activation::Gelu),
+        ] {
+            let cfg = EncoderConfig::new(32, 4, 48, 2)
+                .with_norm_first(norm_first)
+                .with_causal(causal)
+                .with_activation(act)
+                .with_layer_norm_eps(1e-6);
+            let enc = cfg.init(&device).unwrap();
+            let (b, t) = (3, 7);
+            let x = Tensor::<3>::random([b, t, 32], burn::tensor::Distribution::Normal(0.0, 2.0), &device);
+            // Sequence 1 has 3 padded tokens, sequence 2 is all padding but one token.
+            let pad: Vec<bool> = (0..b * t).map(|i| (i / t == 1 && i % t >= 4) || (i / t == 2 && i % t >= 1)).collect();
+            let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [b, t]), &device);
+            let int8 = Quantizer::new(QuantizeConfig::new()).quantize(&enc).unwrap().0;
+            for (name, e) in [("f32", &enc), ("int8", &int8)] {
+                let burn = e.forward(x.clone(), Some(pad.clone()), true).hidden;
+                // Other tests may run kernels concurrently, so only "it ran" is checked.
+                let cpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+                    || format!("{device:?}").contains("NdArray");
+                let before = ember_kernels::fused::calls();
+                let fused = e.forward(x.clone(), Some(pad.clone()), false).hidden;
+                if cpu {
+                    // Per layer: the attention kernel and two LayerNorms at least.
+                    let n = ember_kernels::fused::calls() - before;
+                    assert!(n >= 2 * 3, "{device:?} {name}: the fused kernels did not run ({n} calls)");
+                }
+                let (a, r) = (to_vec(fused), to_vec(burn));
+                assert!(a.iter().all(|v| v.is_finite()));
+                let err = a.iter().zip(&r).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                // int8: the fused and Burn paths quantize identical activations up to float
+                // rounding, which can move a value across a rounding boundary.
+                let tol = if name == "int8" { 2e-2 } else { 2e-5 };
+                assert!(err < tol, "{device:?} {name} norm_first {norm_first} causal {causal} {act:?}: {err}");
+            }
+        }
+    }
+}

@@ -40,6 +40,7 @@ struct Args {
     threads: usize,
     min_ms: u64,
     device: String,
+    only: Option<String>,
 }
 
 fn parse() -> Args {
@@ -54,6 +55,7 @@ fn parse() -> Args {
         threads: 1,
         min_ms: 1500,
         device: "flex".into(),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,10 +71,15 @@ fn parse() -> Args {
             "--threads" => a.threads = val().parse().expect("--threads N"),
             "--min-ms" => a.min_ms = val().parse().expect("--min-ms MS"),
             "--device" => a.device = val(),
+            "--only" => {
+                let v = val();
+                assert!(v == "f32" || v == "int8", "--only f32|int8");
+                a.only = Some(v);
+            }
             "-h" | "--help" => {
                 println!(
                     "minilm --model-dir DIR [--json] [--sentences FILE] [--embeddings-out FILE] [--save-dir DIR] \
-                     [--int8-file DIR_OR_FILE] [--skip-latency] [--threads N] [--min-ms MS] [--device flex|ndarray]"
+                     [--int8-file DIR_OR_FILE] [--skip-latency] [--threads N] [--min-ms MS] [--device flex|ndarray] [--only f32|int8]"
                 );
                 std::process::exit(0);
             }
@@ -199,8 +206,12 @@ fn main() {
         let mut f = Vec::new();
         let mut q = Vec::new();
         for _ in 0..2 {
-            f.push(measure("f32", &cfg, || drop(model.embed(&b).unwrap().into_data())).unwrap().p50_ms);
-            q.push(measure("int8", &cfg, || drop(int8.embed(&b).unwrap().into_data())).unwrap().p50_ms);
+            if args.only.as_deref() != Some("int8") {
+                f.push(measure("f32", &cfg, || drop(model.embed(&b).unwrap().into_data())).unwrap().p50_ms);
+            }
+            if args.only.as_deref() != Some("f32") {
+                q.push(measure("int8", &cfg, || drop(int8.embed(&b).unwrap().into_data())).unwrap().p50_ms);
+            }
         }
         let f_ms = f.iter().copied().fold(f64::INFINITY, f64::min);
         let q_ms = q.iter().copied().fold(f64::INFINITY, f64::min);

@@ -1,0 +1,924 @@
+//! f32 row kernels for the non-GEMM part of a transformer layer: LayerNorm with the residual
+//! add fused, softmax, exact and tanh GELU, and a fused multi-head attention (scores, padding /
+//! causal mask, softmax and the product with V in one pass per query row).
+//!
+//! Plain slices, no Burn: `ember-layers` calls them on CPU devices. Every kernel has a scalar
+//! form (plain Rust, compiled for the baseline target) and SIMD forms that are the same code
+//! compiled for AVX2 + FMA and for AVX-512 ([`RowKernel`]); the reductions are written with 16
+//! independent lanes so that the compiler vectorizes them. [`crate::reference`] holds f64
+//! references the tests compare against.
+//!
+//! ```
+//! use ember_kernels::fused::{attention, layer_norm, AttentionDims, AttentionMask, RowOptions};
+//!
+//! // Two sequences of 3 tokens, 2 heads of width 2 (projections concatenate heads: width 4).
+//! let dims = AttentionDims { batch: 2, seq: 3, heads: 2, head_dim: 2 };
+//! let q: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
+//! let (k, v) = (q.iter().map(|x| x * 0.5).collect::<Vec<_>>(), q.clone());
+//! // The last token of the second sequence is padding.
+//! let pad = [false, false, false, false, false, true];
+//! let mask = AttentionMask { key_padding: Some(&pad), causal: false };
+//! let mut ctx = vec![0f32; 24];
+//! attention(&q, &k, &v, dims, mask, 1.0 / 2f32.sqrt(), &mut ctx, &RowOptions::default()).unwrap();
+//!
+//! // LayerNorm(x + residual) in place over rows of 4.
+//! let mut x = ctx.clone();
+//! layer_norm(&mut x, Some(&q), &[1.0; 4], &[0.0; 4], 1e-12, &RowOptions::default()).unwrap();
+//! let row = &x[..4];
+//! assert!(row.iter().sum::<f32>().abs() < 1e-5);
+//! ```
+//!
+//! ## Accuracy
+//! - `exp` (softmax, tanh): Cody–Waite range reduction and a degree-6 polynomial, relative
+//!   error ≤ 1e-6 on `[−87, 0]`, exactly 0 below −87 (softmax inputs are shifted by the row
+//!   maximum, so they are ≤ 0; a masked key next to any real score gets exactly 0).
+//! - GELU (erf): Abramowitz & Stegun 7.1.26 for `erf`, absolute error ≤ 5e-7 in f32.
+//! - GELU (tanh form): `tanh(u) = (1 − e^{−2|u|}) / (1 + e^{−2|u|})`, error ≈ 2e-7.
+//! - LayerNorm: two passes per row (mean, then the centred variance), f32 accumulation in 16
+//!   lanes; relative error ~1e-6 for rows of a few thousand.
+//! - Attention: f32 dot products and sums; masked keys get the score [`MASKED_SCORE`] (as
+//!   `ember-layers` does), so a query whose keys are all hidden gets a uniform distribution.
+//!
+//! ## Threads
+//! Rows (LayerNorm, softmax, GELU chunks) or (sequence, head) pairs (attention) are split over
+//! Ember's GEMM pool ([`RowOptions::threads`], 0 = every core); work under about 20 µs stays on
+//! the caller's thread.
+
+use crate::error::{KernelError, Result};
+use crate::pool;
+use std::sync::OnceLock;
+
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many row-kernel calls (attention, LayerNorm, softmax, GELU) this process has made;
+/// tests use it to prove that a fused path really ran.
+pub fn calls() -> u64 {
+    CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count() {
+    CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The score hidden keys get before the softmax (`−10⁴`, the value `ember-layers` uses).
+pub const MASKED_SCORE: f32 = -1.0e4;
+
+/// The instruction set a row kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowKernel {
+    /// Plain Rust for the baseline target (SSE2 on x86-64).
+    Scalar,
+    /// x86-64 AVX2 + FMA (8 lanes).
+    Avx2,
+    /// x86-64 AVX-512F (16 lanes).
+    Avx512,
+}
+
+impl RowKernel {
+    /// Every row kernel, slowest first.
+    pub const ALL: [RowKernel; 3] = [RowKernel::Scalar, RowKernel::Avx2, RowKernel::Avx512];
+
+    /// Short name for tables (`scalar`, `avx2`, `avx512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RowKernel::Scalar => "scalar",
+            RowKernel::Avx2 => "avx2",
+            RowKernel::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn is_supported(self) -> bool {
+        match self {
+            RowKernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            RowKernel::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            RowKernel::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The kernels this CPU can run, slowest first.
+    pub fn supported() -> Vec<RowKernel> {
+        Self::ALL.into_iter().filter(|k| k.is_supported()).collect()
+    }
+
+    /// The kernel calls use by default: the widest this CPU has, capped by the GEMM kernel
+    /// `EMBER_KERNEL` selects (so `EMBER_KERNEL=scalar` or `=avx2` also pins these).
+    pub fn selected() -> RowKernel {
+        static SELECTED: OnceLock<RowKernel> = OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let cap = match crate::KernelId::selected() {
+                crate::KernelId::Scalar => RowKernel::Scalar,
+                crate::KernelId::Avx2 | crate::KernelId::AvxVnni => RowKernel::Avx2,
+                crate::KernelId::Avx512Vnni | crate::KernelId::Amx => RowKernel::Avx512,
+            };
+            Self::supported().into_iter().rfind(|&k| k as u8 <= cap as u8).unwrap_or(RowKernel::Scalar)
+        })
+    }
+}
+
+impl std::fmt::Display for RowKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Options of a row-kernel call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowOptions {
+    /// The instruction set ([`RowKernel::selected`] by default).
+    pub kernel: RowKernel,
+    /// Threads (0: every core the process may use).
+    pub threads: usize,
+}
+
+impl Default for RowOptions {
+    fn default() -> Self {
+        RowOptions { kernel: RowKernel::selected(), threads: 0 }
+    }
+}
+
+impl RowOptions {
+    /// The default kernel with `threads` threads (0: every core).
+    pub fn with_threads(threads: usize) -> Self {
+        RowOptions { threads, ..RowOptions::default() }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.kernel.is_supported() {
+            count();
+            Ok(())
+        } else {
+            Err(KernelError::KernelUnavailable {
+                name: self.kernel.name().into(),
+                available: RowKernel::supported().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+            })
+        }
+    }
+
+    /// Parts to split `work` (≈ flops) into.
+    fn parts(&self, work: usize, units: usize) -> usize {
+        // About 20 µs of work per part at a few Gflop/s.
+        const MIN_WORK: usize = 60_000;
+        let threads = if self.threads == 0 { pool::max_threads() } else { self.threads.min(pool::max_threads()) };
+        threads.min(work / MIN_WORK).min(units).max(1)
+    }
+}
+
+/// Dispatches `$body` (an expression using the generic inline functions) to a copy compiled for
+/// the kernel's instruction set.
+macro_rules! dispatch {
+    ($kernel:expr, fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {{
+        #[inline(always)]
+        fn generic($($arg: $ty),*) $body
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) { generic($($arg),*) }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512($($arg: $ty),*) { generic($($arg),*) }
+        match $kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowOptions::check` verified the features on this CPU before any call.
+            RowKernel::Avx2 => unsafe { avx2($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            RowKernel::Avx512 => unsafe { avx512($($arg),*) },
+            _ => generic($($arg),*),
+        }
+    }};
+}
+
+/// `exp(x)` for `x ≤ 0`, relative error ≤ 1e-6, branch-free; 0 below −87 (where f32 runs
+/// out of normal numbers), so hidden keys get exactly no weight.
+#[inline(always)]
+pub(crate) fn exp_neg(x0: f32) -> f32 {
+    let x = x0.max(-87.0);
+    // Round to nearest by the 1.5·2²³ trick; the integer then sits in the low mantissa bits, so
+    // no float → int conversion (Rust's saturating `as` would not vectorize).
+    const MAGIC: f32 = 12_582_912.0;
+    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
+    let ni = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    // Cody–Waite: ln 2 split into a high part exact in f32 and a low correction.
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    // 2^n through the exponent bits (n ≥ −126 after the clamp).
+    let y = p * f32::from_bits((ni.wrapping_add(127) as u32) << 23);
+    if x0 < -87.0 { 0.0 } else { y }
+}
+
+/// `erf(x)`, Abramowitz & Stegun 7.1.26 (|error| ≤ 5e-7 in f32), branch-free.
+#[inline(always)]
+pub(crate) fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * exp_neg(-a * a);
+    y.copysign(x)
+}
+
+/// `tanh(u)` from [`exp_neg`] (|error| ≈ 2e-7), branch-free.
+#[inline(always)]
+fn tanh(u: f32) -> f32 {
+    let e = exp_neg(-2.0 * u.abs());
+    ((1.0 - e) / (1.0 + e)).copysign(u)
+}
+
+/// Splits `len` items into `parts` contiguous ranges and runs `f(range)` on the pool.
+fn split(len: usize, parts: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    if parts <= 1 {
+        f(0..len);
+        return;
+    }
+    let per = len.div_ceil(parts);
+    pool::run(parts, &|p| {
+        let start = (p * per).min(len);
+        f(start..((p + 1) * per).min(len));
+    });
+}
+
+/// Runs `f(row index, row)` over the rows of `width` of `x`, split over the pool when the work
+/// (`cost` per value) is worth it.
+fn for_each_row(x: &mut [f32], width: usize, cost: usize, opts: &RowOptions, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let rows = x.len() / width;
+    let parts = opts.parts(x.len() * cost, rows);
+    let ptr = SharedMut(x.as_mut_ptr());
+    split(rows, parts, &|range| {
+        for row in range {
+            // SAFETY: each row belongs to exactly one part, and lies within `x`.
+            f(row, unsafe { std::slice::from_raw_parts_mut(ptr.get().add(row * width), width) });
+        }
+    });
+}
+
+/// A pointer that may cross to the pool's threads; every part writes a disjoint range.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: parts only touch disjoint index ranges of the buffer (see each use).
+unsafe impl Sync for SharedMut {}
+// SAFETY: as for `Sync`: the pointer is only dereferenced on disjoint ranges.
+unsafe impl Send for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    #[inline(always)]
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Exact GELU `0.5·x·(1 + erf(x/√2))` in place (NaN stays NaN).
+///
+/// # Errors
+/// [`KernelError::KernelUnavailable`] if `opts.kernel` does not run on this CPU.
+pub fn gelu(v: &mut [f32], opts: &RowOptions) -> Result<()> {
+    elementwise(v, opts, 40, false)
+}
+
+/// GELU's tanh form `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` in place.
+///
+/// # Errors
+/// As [`gelu`].
+pub fn gelu_tanh(v: &mut [f32], opts: &RowOptions) -> Result<()> {
+    elementwise(v, opts, 40, true)
+}
+
+fn elementwise(v: &mut [f32], opts: &RowOptions, cost: usize, tanh_form: bool) -> Result<()> {
+    opts.check()?;
+    let len = v.len();
+    let parts = opts.parts(len * cost, len.div_ceil(1024));
+    let ptr = SharedMut(v.as_mut_ptr());
+    let kernel = opts.kernel;
+    split(len, parts, &|r| {
+        // SAFETY: the ranges of `split` are disjoint and within `v`.
+        let s = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(r.start), r.len()) };
+        if tanh_form {
+            dispatch!(
+                kernel,
+                fn run(s: &mut [f32]) {
+                    const C: f32 = 0.797_884_6; // √(2/π)
+                    for x in s.iter_mut() {
+                        let u = C * (*x + 0.044_715 * *x * *x * *x);
+                        *x = 0.5 * *x * (1.0 + tanh(u));
+                    }
+                }
+            )
+        } else {
+            dispatch!(
+                kernel,
+                fn run(s: &mut [f32]) {
+                    for x in s.iter_mut() {
+                        *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+                    }
+                }
+            )
+        }
+    });
+    Ok(())
+}
+
+/// Sum of a slice in 16 lanes (vectorizes; not the sequential order).
+#[inline(always)]
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = v.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += *x;
+        }
+    }
+    let mut s = chunks.remainder().iter().sum::<f32>();
+    for a in acc {
+        s += a;
+    }
+    s
+}
+
+/// Maximum of a slice in 16 lanes (plain `>` compares, so it compiles to `vmaxps`; a NaN may
+/// or may not win, and the softmax of a row holding NaN is NaN either way).
+#[inline(always)]
+fn lane_max(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let mut chunks = v.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a = if *x > *a { *x } else { *a };
+        }
+    }
+    let mut m = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for a in acc {
+        m = m.max(a);
+    }
+    m
+}
+
+#[inline(always)]
+fn layer_norm_row(r: &mut [f32], res: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) {
+    if let Some(res) = res {
+        for (x, y) in r.iter_mut().zip(res) {
+            *x += *y;
+        }
+    }
+    let w = r.len() as f32;
+    let mean = lane_sum(r) / w;
+    let mut acc = [0f32; 16];
+    let mut chunks = r.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            let d = *x - mean;
+            *a += d * d;
+        }
+    }
+    let mut var = chunks.remainder().iter().map(|x| (x - mean) * (x - mean)).sum::<f32>();
+    for a in acc {
+        var += a;
+    }
+    let rstd = 1.0 / (var / w + eps).sqrt();
+    for ((x, g), b) in r.iter_mut().zip(gamma).zip(beta) {
+        *x = (*x - mean) * rstd * *g + *b;
+    }
+}
+
+/// `x ← LayerNorm(x + residual)·γ + β` over rows of `gamma.len()` values, in place (biased
+/// variance, `eps` inside the square root, as PyTorch and Burn).
+///
+/// # Errors
+/// [`KernelError::Length`] if `x` is not whole rows, `residual` not `x`'s length or `beta` not
+/// `gamma`'s; [`KernelError::Shape`] for an empty `gamma` or an `eps` that is not finite and
+/// > 0; [`KernelError::KernelUnavailable`] for a kernel this CPU lacks.
+pub fn layer_norm(
+    x: &mut [f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    opts: &RowOptions,
+) -> Result<()> {
+    opts.check()?;
+    let w = gamma.len();
+    if w == 0 || !(eps.is_finite() && eps > 0.0) {
+        return Err(KernelError::Shape(format!(
+            "layer_norm needs a non-empty gamma and a finite eps > 0 (got {w} values, eps {eps})"
+        )));
+    }
+    if beta.len() != w {
+        return Err(KernelError::Length { what: "beta", expected: w, actual: beta.len(), shape: "gamma's".into() });
+    }
+    if !x.len().is_multiple_of(w) {
+        return Err(KernelError::Length {
+            what: "x",
+            expected: x.len() / w * w,
+            actual: x.len(),
+            shape: format!("whole rows of {w}"),
+        });
+    }
+    if let Some(r) = residual
+        && r.len() != x.len()
+    {
+        return Err(KernelError::Length { what: "residual", expected: x.len(), actual: r.len(), shape: "x's".into() });
+    }
+    let kernel = opts.kernel;
+    for_each_row(x, w, 8, opts, &|row, r| {
+        let res = residual.map(|v| &v[row * w..(row + 1) * w]);
+        dispatch!(
+            kernel,
+            fn run(r: &mut [f32], res: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) {
+                layer_norm_row(r, res, gamma, beta, eps)
+            }
+        );
+    });
+    Ok(())
+}
+
+#[inline(always)]
+fn softmax_row(r: &mut [f32]) {
+    let m = lane_max(r);
+    // A row of −∞ (or empty) keeps its values: exp of (−∞ − −∞) would be NaN.
+    let m = if m.is_finite() { m } else { 0.0 };
+    for x in r.iter_mut() {
+        *x = exp_neg(*x - m);
+    }
+    let inv = 1.0 / lane_sum(r);
+    for x in r.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// Softmax over each row of `width` values, in place (max-shifted; rows of `−∞` give NaN as
+/// `0/0`, as every softmax does; finite rows never do).
+///
+/// # Errors
+/// [`KernelError::Length`] if `x` is not whole rows (or `width` is 0).
+pub fn softmax(x: &mut [f32], width: usize, opts: &RowOptions) -> Result<()> {
+    opts.check()?;
+    if width == 0 || !x.len().is_multiple_of(width) {
+        return Err(KernelError::Length {
+            what: "x",
+            expected: x.len().checked_div(width).map_or(0, |r| r * width),
+            actual: x.len(),
+            shape: format!("whole rows of width {width} (> 0)"),
+        });
+    }
+    let kernel = opts.kernel;
+    for_each_row(x, width, 30, opts, &|_, r| {
+        dispatch!(
+            kernel,
+            fn run(r: &mut [f32]) {
+                softmax_row(r)
+            }
+        );
+    });
+    Ok(())
+}
+
+/// The shape of a multi-head attention call. `q`, `k`, `v` and the output are
+/// `[batch, seq, heads · head_dim]` row-major, heads concatenated (the layout the projections
+/// produce), so no transpose is needed on either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionDims {
+    /// Sequences.
+    pub batch: usize,
+    /// Tokens per sequence (queries and keys).
+    pub seq: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Width of each head.
+    pub head_dim: usize,
+}
+
+impl AttentionDims {
+    fn elements(&self) -> Option<usize> {
+        self.batch.checked_mul(self.seq)?.checked_mul(self.heads)?.checked_mul(self.head_dim)
+    }
+}
+
+/// Which keys each query may not see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttentionMask<'a> {
+    /// `[batch, seq]`, `true` = a padded key nobody sees.
+    pub key_padding: Option<&'a [bool]>,
+    /// Hide every key after its query (decoders).
+    pub causal: bool,
+}
+
+/// Query rows processed together (each loaded key vector feeds this many FMAs).
+const QUERY_BLOCK: usize = 4;
+
+/// `seq` rounded up to whole 16-lane vectors: the width of the Kᵀ and score buffers.
+fn padded(seq: usize) -> usize {
+    seq.div_ceil(16) * 16
+}
+
+/// One attention call's operands, shared by every (sequence, head) unit.
+#[derive(Clone, Copy)]
+struct AttentionJob<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    out: SharedMut,
+    d: AttentionDims,
+    pad: Option<&'a [bool]>,
+    causal: bool,
+    scale: f32,
+}
+
+#[inline(always)]
+fn attention_unit(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
+    let AttentionJob { q, k, v, out, d, pad, causal, scale } = *job;
+    let out = out.get();
+    let (t, dh) = (d.seq, d.head_dim);
+    let tp = padded(t);
+    let w = d.heads * dh;
+    let (b, h) = (unit / d.heads, unit % d.heads);
+    let base = b * t;
+    // Kᵀ of this head, [dh, tp] with zero columns past t, so that each query's scores are
+    // whole-vector AXPYs over the keys.
+    for j in 0..t {
+        let row = &k[(base + j) * w + h * dh..][..dh];
+        for (e, &x) in row.iter().enumerate() {
+            kt[e * tp + j] = x;
+        }
+    }
+    let pad = pad.map(|p| &p[base..base + t]);
+    let (block, qb) = scores.split_at_mut(QUERY_BLOCK * tp);
+    let mut i0 = 0;
+    while i0 < t {
+        let rows = QUERY_BLOCK.min(t - i0);
+        // The block's queries, scaled, as [dh][QUERY_BLOCK] (missing rows zero).
+        for e in 0..dh {
+            for r in 0..QUERY_BLOCK {
+                qb[e * QUERY_BLOCK + r] = if r < rows { q[(base + i0 + r) * w + h * dh + e] * scale } else { 0.0 };
+            }
+        }
+        // Scores of QUERY_BLOCK rows × 16 keys accumulate in registers over the head width.
+        for jc in (0..tp).step_by(16) {
+            let mut acc = [[0f32; 16]; QUERY_BLOCK];
+            for e in 0..dh {
+                let kv = &kt[e * tp + jc..e * tp + jc + 16];
+                let qe = &qb[e * QUERY_BLOCK..(e + 1) * QUERY_BLOCK];
+                for (a, &qv) in acc.iter_mut().zip(qe) {
+                    for (x, &k) in a.iter_mut().zip(kv) {
+                        *x += qv * k;
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate().take(rows) {
+                block[r * tp + jc..r * tp + jc + 16].copy_from_slice(a);
+            }
+        }
+        for (r, s) in block.chunks_exact_mut(tp).take(rows).enumerate() {
+            let i = i0 + r;
+            let s = &mut s[..t];
+            if let Some(p) = pad {
+                for (x, &hidden) in s.iter_mut().zip(p) {
+                    if hidden {
+                        *x = MASKED_SCORE;
+                    }
+                }
+            }
+            if causal {
+                for x in &mut s[i + 1..] {
+                    *x = MASKED_SCORE;
+                }
+            }
+            softmax_row(s);
+        }
+        // Rows past the block's end take part in the P·V tiles below as zeros.
+        for s in block.chunks_exact_mut(tp).skip(rows) {
+            s.fill(0.0);
+        }
+        // P·V for the whole block in register tiles of QUERY_BLOCK rows × 32 / 16 / 1 columns:
+        // each value row is loaded once for every query of the block.
+        let v0 = base * w + h * dh;
+        let o0 = (base + i0) * w + h * dh;
+        let mut c = 0;
+        while c + 32 <= dh {
+            pv_tile::<32>(block, tp, t, v, v0, w, c, out, o0, rows);
+            c += 32;
+        }
+        while c + 16 <= dh {
+            pv_tile::<16>(block, tp, t, v, v0, w, c, out, o0, rows);
+            c += 16;
+        }
+        while c < dh {
+            pv_tile::<1>(block, tp, t, v, v0, w, c, out, o0, rows);
+            c += 1;
+        }
+        i0 += rows;
+    }
+}
+
+/// `out[o0 + r·stride + c ..][..W] = Σ_j p[r][j] · v[v0 + j·stride + c ..][..W]` for the block's
+/// `rows` query rows (`p` rows of `tp`, `t` keys), accumulated in registers.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pv_tile<const W: usize>(
+    p: &[f32],
+    tp: usize,
+    t: usize,
+    v: &[f32],
+    v0: usize,
+    stride: usize,
+    c: usize,
+    out: *mut f32,
+    o0: usize,
+    rows: usize,
+) {
+    let mut acc = [[0f32; W]; QUERY_BLOCK];
+    for j in 0..t {
+        let start = v0 + j * stride + c;
+        let vr = &v[start..start + W];
+        for (r, a) in acc.iter_mut().enumerate() {
+            let pj = p[r * tp + j];
+            for (x, &y) in a.iter_mut().zip(vr) {
+                *x += pj * y;
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate().take(rows) {
+        // SAFETY: query row (block start + r), columns c..c + W of this head belong to this
+        // (sequence, head) unit only.
+        let o = unsafe { std::slice::from_raw_parts_mut(out.add(o0 + r * stride + c), W) };
+        o.copy_from_slice(a);
+    }
+}
+
+/// Multi-head attention `softmax(scale·Q·Kᵀ + mask)·V` per (sequence, head), written into `out`
+/// in the same heads-concatenated layout. Only one row of scores per thread is ever held (no
+/// `[batch, heads, seq, seq]` tensor); hidden keys score [`MASKED_SCORE`].
+///
+/// # Errors
+/// [`KernelError::Length`] if a buffer does not match `dims` or the padding mask is not
+/// `batch · seq`; [`KernelError::Shape`] for a zero dimension, a size overflow or a non-finite
+/// `scale`; [`KernelError::KernelUnavailable`] for a kernel this CPU lacks.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dims: AttentionDims,
+    mask: AttentionMask<'_>,
+    scale: f32,
+    out: &mut [f32],
+    opts: &RowOptions,
+) -> Result<()> {
+    opts.check()?;
+    let n = dims
+        .elements()
+        .filter(|_| dims.batch > 0 && dims.seq > 0 && dims.heads > 0 && dims.head_dim > 0)
+        .ok_or_else(|| KernelError::Shape(format!("attention needs positive dimensions that fit, got {dims:?}")))?;
+    if !scale.is_finite() {
+        return Err(KernelError::Shape(format!("attention scale must be finite, got {scale}")));
+    }
+    let shape = format!("[{}, {}, {}·{}]", dims.batch, dims.seq, dims.heads, dims.head_dim);
+    for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len()), ("out", out.len())] {
+        if len != n {
+            return Err(KernelError::Length { what, expected: n, actual: len, shape: shape.clone() });
+        }
+    }
+    if let Some(p) = mask.key_padding
+        && p.len() != dims.batch * dims.seq
+    {
+        return Err(KernelError::Length {
+            what: "key_padding",
+            expected: dims.batch * dims.seq,
+            actual: p.len(),
+            shape: format!("[{}, {}]", dims.batch, dims.seq),
+        });
+    }
+    let units = dims.batch * dims.heads;
+    let work = n.saturating_mul(dims.seq).saturating_mul(4);
+    let parts = opts.parts(work, units);
+    let job = AttentionJob {
+        q,
+        k,
+        v,
+        out: SharedMut(out.as_mut_ptr()),
+        d: dims,
+        pad: mask.key_padding,
+        causal: mask.causal,
+        scale,
+    };
+    let job = &job;
+    let kernel = opts.kernel;
+    let (t, dh) = (dims.seq, dims.head_dim);
+    split(units, parts, &|range| {
+        let tp = padded(t);
+        let mut kt = vec![0f32; dh * tp];
+        // Score rows of one query block, then the block's scaled queries.
+        let mut scores = vec![0f32; QUERY_BLOCK * tp + QUERY_BLOCK * dh];
+        for unit in range {
+            let (kt, scores) = (&mut kt[..], &mut scores[..]);
+            dispatch!(
+                kernel,
+                fn run(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
+                    attention_unit(job, unit, kt, scores)
+                }
+            );
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+
+    fn rng(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+    }
+
+    fn kernels() -> Vec<RowKernel> {
+        RowKernel::supported()
+    }
+
+    fn opts(kernel: RowKernel, threads: usize) -> RowOptions {
+        RowOptions { kernel, threads }
+    }
+
+    #[test]
+    fn exp_erf_tanh_are_accurate() {
+        for i in 0..=8700 {
+            let x = -(i as f32) / 100.0;
+            let rel = ((f64::from(exp_neg(x)) - f64::from(x).exp()) / f64::from(x).exp()).abs();
+            assert!(rel < 1e-6, "exp({x}) relative error {rel}");
+        }
+        assert_eq!(exp_neg(-1000.0), 0.0);
+        assert_eq!(exp_neg(f32::NEG_INFINITY), 0.0);
+        let mut worst = 0f64;
+        for i in -800..=800 {
+            let x = i as f64 / 100.0;
+            worst = worst.max((f64::from(erf(x as f32)) - reference::erf_f64(x)).abs());
+            let th = (f64::from(tanh(x as f32)) - x.tanh()).abs();
+            assert!(th < 5e-7, "tanh({x}) error {th}");
+        }
+        assert!(worst < 5e-7, "erf max error {worst}");
+        assert!(erf(f32::INFINITY) == 1.0 && erf(f32::NEG_INFINITY) == -1.0);
+    }
+
+    #[test]
+    fn gelu_forms_match_the_reference_on_every_kernel() {
+        let mut r = rng(1);
+        let x: Vec<f32> = (0..5000).map(|i| r() * if i % 7 == 0 { 30.0 } else { 4.0 }).collect();
+        for k in kernels() {
+            for threads in [1, 2] {
+                let mut a = x.clone();
+                gelu(&mut a, &opts(k, threads)).unwrap();
+                let mut b = x.clone();
+                gelu_tanh(&mut b, &opts(k, threads)).unwrap();
+                for ((p, q), &x) in a.iter().zip(&b).zip(&x) {
+                    let x64 = f64::from(x);
+                    let want = reference::gelu_f64(x64);
+                    assert!(
+                        (f64::from(*p) - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                        "{k} gelu({x}) = {p}, want {want}"
+                    );
+                    let want = reference::gelu_tanh_f64(x64);
+                    assert!((f64::from(*q) - want).abs() <= 1e-6 * (1.0 + want.abs()), "{k} gelu_tanh({x}) = {q}");
+                }
+            }
+        }
+        let mut nan = [f32::NAN, 1.0];
+        gelu(&mut nan, &RowOptions::default()).unwrap();
+        assert!(nan[0].is_nan() && (nan[1] - 0.841_344_7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn layer_norm_matches_the_reference_on_every_kernel() {
+        let mut r = rng(2);
+        for &(rows, w) in &[(1usize, 1usize), (3, 5), (7, 16), (33, 384), (5, 1000)] {
+            let x: Vec<f32> = (0..rows * w).map(|i| r() * 10.0 + (i % 3) as f32).collect();
+            let res: Vec<f32> = (0..rows * w).map(|_| r() * 100.0).collect();
+            let g: Vec<f32> = (0..w).map(|_| r() + 1.0).collect();
+            let b: Vec<f32> = (0..w).map(|_| r()).collect();
+            for with_res in [false, true] {
+                let want = reference::layer_norm_f64(&x, with_res.then_some(&res[..]), &g, &b, 1e-5);
+                for k in kernels() {
+                    for threads in [1, 2] {
+                        let mut y = x.clone();
+                        layer_norm(&mut y, with_res.then_some(&res[..]), &g, &b, 1e-5, &opts(k, threads)).unwrap();
+                        let err = y.iter().zip(&want).map(|(p, q)| (f64::from(*p) - q).abs()).fold(0f64, f64::max);
+                        assert!(err < 2e-5, "{k} rows {rows} width {w} residual {with_res}: error {err}");
+                    }
+                }
+            }
+        }
+        // A constant row normalizes to beta (variance 0, eps keeps it finite).
+        let mut c = vec![3.0f32; 8];
+        layer_norm(&mut c, None, &[2.0; 8], &[0.5; 8], 1e-12, &RowOptions::default()).unwrap();
+        assert!(c.iter().all(|&v| v == 0.5), "{c:?}");
+    }
+
+    #[test]
+    fn layer_norm_and_softmax_reject_bad_shapes() {
+        let o = RowOptions::default();
+        let mut x = vec![0f32; 10];
+        assert!(matches!(layer_norm(&mut x, None, &[1.0; 4], &[0.0; 4], 1e-5, &o), Err(KernelError::Length { .. })));
+        assert!(matches!(layer_norm(&mut x, None, &[1.0; 5], &[0.0; 4], 1e-5, &o), Err(KernelError::Length { .. })));
+        assert!(layer_norm(&mut x, Some(&[0.0; 9]), &[1.0; 5], &[0.0; 5], 1e-5, &o).is_err());
+        assert!(layer_norm(&mut x, None, &[], &[], 1e-5, &o).is_err());
+        assert!(layer_norm(&mut x, None, &[1.0; 5], &[0.0; 5], 0.0, &o).is_err());
+        assert!(layer_norm(&mut x, None, &[1.0; 5], &[0.0; 5], f32::NAN, &o).is_err());
+        assert!(softmax(&mut x, 3, &o).is_err());
+        assert!(softmax(&mut x, 0, &o).is_err());
+        assert_eq!(x, vec![0f32; 10], "errors leave the data alone");
+    }
+
+    #[test]
+    fn softmax_matches_the_reference_including_extremes() {
+        let mut r = rng(3);
+        for &w in &[1usize, 2, 15, 16, 17, 100] {
+            let x: Vec<f32> = (0..4 * w).map(|i| r() * if i % 5 == 0 { 80.0 } else { 3.0 }).collect();
+            let want = reference::softmax_f64(&x, w);
+            for k in kernels() {
+                let mut y = x.clone();
+                softmax(&mut y, w, &opts(k, 1)).unwrap();
+                let err = y.iter().zip(&want).map(|(p, q)| (f64::from(*p) - q).abs()).fold(0f64, f64::max);
+                assert!(err < 1e-6, "{k} width {w}: {err}");
+            }
+        }
+        let mut big = vec![1e30f32, 0.0, -1e30];
+        softmax(&mut big, 3, &RowOptions::default()).unwrap();
+        assert_eq!(big, vec![1.0, 0.0, 0.0]);
+    }
+
+    fn attention_case(b: usize, t: usize, h: usize, dh: usize, pad: Option<Vec<bool>>, causal: bool, seed: u64) {
+        let mut r = rng(seed);
+        let n = b * t * h * dh;
+        let q: Vec<f32> = (0..n).map(|_| r() * 3.0).collect();
+        let k: Vec<f32> = (0..n).map(|_| r() * 3.0).collect();
+        let v: Vec<f32> = (0..n).map(|_| r()).collect();
+        let scale = 1.0 / (dh as f32).sqrt();
+        let want = reference::attention_f64(&q, &k, &v, b, t, h, dh, pad.as_deref(), causal, scale);
+        for kernel in kernels() {
+            for threads in [1, 2] {
+                let mut out = vec![f32::NAN; n];
+                let mask = AttentionMask { key_padding: pad.as_deref(), causal };
+                let dims = AttentionDims { batch: b, seq: t, heads: h, head_dim: dh };
+                attention(&q, &k, &v, dims, mask, scale, &mut out, &opts(kernel, threads)).unwrap();
+                let err = out.iter().zip(&want).map(|(p, q)| (f64::from(*p) - q).abs()).fold(0f64, f64::max);
+                assert!(err < 2e-5, "{kernel} b{b} t{t} h{h} dh{dh} causal {causal}: error {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn attention_matches_the_reference_with_every_mask() {
+        attention_case(1, 1, 1, 1, None, false, 1);
+        attention_case(2, 5, 3, 4, None, false, 2);
+        attention_case(2, 5, 3, 4, None, true, 3);
+        let pad: Vec<bool> = (0..3 * 7).map(|i| i % 7 >= 4 + i / 7).collect();
+        attention_case(3, 7, 2, 16, Some(pad.clone()), false, 4);
+        attention_case(3, 7, 2, 16, Some(pad), true, 5);
+        // Every key of one sequence hidden: a uniform average of the values, no NaN.
+        let all: Vec<bool> = (0..2 * 6).map(|i| i >= 6).collect();
+        attention_case(2, 6, 4, 8, Some(all), false, 6);
+        attention_case(2, 6, 4, 8, Some(vec![false; 12]), false, 7);
+        // Long sequences, wide heads, enough work to split over threads.
+        attention_case(2, 130, 4, 64, None, true, 8);
+        attention_case(4, 33, 12, 32, None, false, 9);
+    }
+
+    #[test]
+    fn attention_rejects_bad_shapes() {
+        let o = RowOptions::default();
+        let d = AttentionDims { batch: 1, seq: 2, heads: 1, head_dim: 2 };
+        let x = [0f32; 4];
+        let mut out = [0f32; 4];
+        let m = AttentionMask::default();
+        assert!(attention(&x, &x, &x[..3], d, m, 1.0, &mut out, &o).is_err());
+        assert!(attention(&x, &x, &x, AttentionDims { seq: 0, ..d }, m, 1.0, &mut out, &o).is_err());
+        assert!(attention(&x, &x, &x, d, m, f32::NAN, &mut out, &o).is_err());
+        let bad = [true; 3];
+        let m2 = AttentionMask { key_padding: Some(&bad), causal: false };
+        assert!(attention(&x, &x, &x, d, m2, 1.0, &mut out, &o).is_err());
+        let huge = AttentionDims { batch: usize::MAX, seq: 2, heads: 2, head_dim: 2 };
+        assert!(attention(&x, &x, &x, huge, m, 1.0, &mut out, &o).is_err());
+        attention(&x, &x, &x, d, m, 1.0, &mut out, &o).unwrap();
+    }
+
+    #[test]
+    fn unsupported_kernels_are_errors() {
+        for k in RowKernel::ALL.into_iter().filter(|k| !k.is_supported()) {
+            let mut v = [1f32; 4];
+            assert!(gelu(&mut v, &opts(k, 1)).is_err());
+        }
+        assert!(RowKernel::supported().contains(&RowKernel::selected()));
+    }
+}
