@@ -202,7 +202,8 @@ macro_rules! dispatch {
 /// out of normal numbers), so hidden keys get exactly no weight.
 #[inline(always)]
 pub(crate) fn exp_neg(x0: f32) -> f32 {
-    let x = x0.max(-87.0);
+    // Not `f32::max`, which would turn NaN into −87: NaN must stay NaN.
+    let x = if x0 < -87.0 { -87.0 } else { x0 };
     // Round to nearest by the 1.5·2²³ trick; the integer then sits in the low mantissa bits, so
     // no float → int conversion (Rust's saturating `as` would not vectorize).
     const MAGIC: f32 = 12_582_912.0;
@@ -345,8 +346,8 @@ fn lane_sum(v: &[f32]) -> f32 {
     s
 }
 
-/// Maximum of a slice in 16 lanes (plain `>` compares, so it compiles to `vmaxps`; a NaN may
-/// or may not win, and the softmax of a row holding NaN is NaN either way).
+/// Maximum of a slice in 16 lanes (plain `>` compares, so it compiles to `vmaxps`; a NaN never
+/// wins, but `exp_neg` keeps it, so the softmax of a row holding NaN is NaN).
 #[inline(always)]
 fn lane_max(v: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 16];
@@ -444,7 +445,7 @@ pub fn layer_norm(
 #[inline(always)]
 fn softmax_row(r: &mut [f32]) {
     let m = lane_max(r);
-    // A row of −∞ (or empty) keeps its values: exp of (−∞ − −∞) would be NaN.
+    // A row of −∞ (max −∞) is shifted by 0 instead, so it becomes 0/0 = NaN like any softmax.
     let m = if m.is_finite() { m } else { 0.0 };
     for x in r.iter_mut() {
         *x = exp_neg(*x - m);
@@ -655,8 +656,8 @@ fn pv_tile<const W: usize>(
 }
 
 /// Multi-head attention `softmax(scale·Q·Kᵀ + mask)·V` per (sequence, head), written into `out`
-/// in the same heads-concatenated layout. Only one row of scores per thread is ever held (no
-/// `[batch, heads, seq, seq]` tensor); hidden keys score [`MASKED_SCORE`].
+/// in the same heads-concatenated layout. Only one block of 4 score rows per thread is ever
+/// held (no `[batch, heads, seq, seq]` tensor); hidden keys score [`MASKED_SCORE`].
 ///
 /// # Errors
 /// [`KernelError::Length`] if a buffer does not match `dims` or the padding mask is not
@@ -853,6 +854,9 @@ mod tests {
                 assert!(err < 1e-6, "{k} width {w}: {err}");
             }
         }
+        let mut nan = vec![f32::NAN, 0.0, 1.0];
+        softmax(&mut nan, 3, &RowOptions::default()).unwrap();
+        assert!(nan.iter().all(|v| v.is_nan()), "a NaN score makes the row NaN: {nan:?}");
         let mut big = vec![1e30f32, 0.0, -1e30];
         softmax(&mut big, 3, &RowOptions::default()).unwrap();
         assert_eq!(big, vec![1.0, 0.0, 0.0]);
@@ -911,6 +915,10 @@ mod tests {
         let huge = AttentionDims { batch: usize::MAX, seq: 2, heads: 2, head_dim: 2 };
         assert!(attention(&x, &x, &x, huge, m, 1.0, &mut out, &o).is_err());
         attention(&x, &x, &x, d, m, 1.0, &mut out, &o).unwrap();
+        // A NaN query propagates to its output row, as Burn's ops do.
+        let q = [f32::NAN, 0.0, 1.0, 1.0];
+        attention(&q, &x, &x, d, m, 1.0, &mut out, &o).unwrap();
+        assert!(out[..2].iter().all(|v| v.is_nan()) && out[2..].iter().all(|v| v.is_finite()), "{out:?}");
     }
 
     #[test]

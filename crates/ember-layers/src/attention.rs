@@ -375,6 +375,10 @@ impl MultiHeadAttention {
         let [b, t, _] = xq.dims();
         // Autodiff devices never take the fused path, so dropout (a no-op without autodiff) is
         // never skipped.
+        if b * t == 0 {
+            // No queries: nothing to attend (Burn's CPU matmuls fail on empty operands).
+            return Tensor::zeros([b, t, self.d_output()], &xq.device());
+        }
         let fused_ok = crate::host::fused(&xq) && mask.dims() == [b, t];
         let pad = if fused_ok { mask.host_padding() } else { None };
         let Some(pad) = pad else { return self.forward_qkv(xq, xk, xv, mask).context };

@@ -141,7 +141,8 @@ pub struct FactorizedEmbedding {
     /// `E → H` projection (ALBERT's `embedding_hidden_mapping_in`), if any.
     pub projection: Option<Linear>,
     /// The LayerNorm's epsilon (Burn's `LayerNorm` keeps it private; kept for
-    /// [`FactorizedEmbedding::config`]).
+    /// [`FactorizedEmbedding::config`]). It must be the norm's own: the fused CPU path reads it
+    /// from here.
     pub layer_norm_eps: f64,
 }
 

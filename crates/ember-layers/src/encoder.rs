@@ -368,7 +368,8 @@ pub struct Encoder {
     pub norm_first: bool,
     /// Causal self-attention.
     pub causal: bool,
-    /// The LayerNorms' epsilon (Burn's `LayerNorm` keeps it private).
+    /// The LayerNorms' epsilon (Burn's `LayerNorm` keeps it private). It must be the norms'
+    /// own: the fused CPU path reads it from here.
     pub layer_norm_eps: f64,
 }
 

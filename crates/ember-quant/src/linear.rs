@@ -564,6 +564,12 @@ impl Linear {
                 actual: format!("{dims:?}"),
             });
         }
+        if dims.contains(&0) {
+            // Nothing to compute (and Burn's Flex matmul crashes on an empty operand).
+            let mut out = dims;
+            out[D - 1] = self.d_output();
+            return Ok(Tensor::zeros(out, &input.device()));
+        }
         if !self.is_quantized() {
             crate::calibrate::record_input(self.weight.id, &input);
             return Ok(linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val())));
