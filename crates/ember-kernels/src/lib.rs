@@ -37,6 +37,8 @@
 //!   detection and the `EMBER_KERNEL` override.
 //! - [`fused`]: f32 row kernels for the rest of a transformer layer: LayerNorm with the residual
 //!   add, softmax, GELU (erf and tanh forms) and a fused multi-head attention.
+//! - [`sgemm`](mod@sgemm): f32 GEMM streaming row-major weights, for float `Linear`s on small
+//!   inputs on CPU devices.
 //! - [`reference`](mod@reference): naive i64 reference GEMM and f64 references of the row
 //!   kernels, for tests.
 //!
@@ -81,6 +83,7 @@ mod pool;
 pub mod quantize;
 pub mod reference;
 mod scalar;
+pub mod sgemm;
 
 pub use dispatch::{KERNEL_ENV, KernelId, kernel_invocations};
 pub use error::{KernelError, Result};

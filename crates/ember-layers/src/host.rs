@@ -13,14 +13,7 @@ use ember_kernels::fused::RowOptions;
 
 /// Whether `device` runs the fused row kernels (a CPU device without autodiff).
 pub(crate) fn fused_device(device: &Device) -> bool {
-    #[allow(unreachable_patterns)]
-    match device.as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        _ => false,
-    }
+    ember_quant::cpu_device(device)
 }
 
 /// Whether `x` takes the fused path (f32 on a fused device).

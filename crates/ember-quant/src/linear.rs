@@ -572,7 +572,38 @@ impl Linear {
         }
         if !self.is_quantized() {
             crate::calibrate::record_input(self.weight.id, &input);
-            return Ok(linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val())));
+            let weight = self.weight.val();
+            let rows: usize = dims[..D - 1].iter().product();
+            if rows <= ember_kernels::sgemm::SMALL_M
+                && input.dtype() == DType::F32
+                && weight.dtype() == DType::F32
+                && crate::runtime::f32_route(&input.device())
+            {
+                // Ember's f32 GEMM for small inputs on CPU devices without autodiff: it streams
+                // the weight rows in order (see `ember_kernels::sgemm`).
+                let bias = match &self.bias {
+                    Some(b) => Some(
+                        b.val()
+                            .into_data()
+                            .try_into_vec::<f32>()
+                            .map_err(|e| QuantError::Data { what: "bias".into(), message: format!("{e:?}") })?,
+                    ),
+                    None => None,
+                };
+                let status = OpStatus::default();
+                use crate::ext::EmberInt8Ops;
+                let out = burn::backend::Dispatch::ember_f32_linear(
+                    input.into_dispatch(),
+                    weight.into_dispatch(),
+                    bias.as_deref(),
+                    &status,
+                );
+                return match status.take() {
+                    Some(e) => Err(e),
+                    None => Ok(Tensor::from_dispatch(out)),
+                };
+            }
+            return Ok(linear(input, weight, self.bias.as_ref().map(|b| b.val())));
         }
         let p = self.prepared()?;
         match int8_route(&input.device()) {

@@ -40,16 +40,32 @@ pub enum Int8Route {
 
 /// The route int8 layers take on `device` (see [`Int8Route`]).
 pub fn int8_route(device: &Device) -> Int8Route {
-    if KernelId::best() == KernelId::Scalar {
-        return Int8Route::FloatFallback;
+    if KernelId::best() != KernelId::Scalar && cpu_device(device) {
+        Int8Route::Kernels
+    } else {
+        Int8Route::FloatFallback
     }
+}
+
+/// Whether float `Linear`s on `device` may run Ember's f32 GEMM (`ember_kernels::sgemm`, used
+/// for inputs of at most `ember_kernels::sgemm::SMALL_M` rows): Flex and NdArray devices without
+/// autodiff, on a CPU with AVX2 + FMA or AVX-512. Elsewhere (and for training) they are Burn's
+/// `linear`.
+pub fn f32_route(device: &Device) -> bool {
+    ember_kernels::fused::RowKernel::selected() != ember_kernels::fused::RowKernel::Scalar && cpu_device(device)
+}
+
+/// Whether `device` is a CPU device whose tensors Ember's kernels can read in place: Flex or
+/// NdArray without autodiff (an autodiff device is a different device kind). Ember's fused CPU
+/// paths (int8 and f32 linears, ember-layers' row kernels) run only there.
+pub fn cpu_device(device: &Device) -> bool {
     #[allow(unreachable_patterns)]
     match device.as_dispatch() {
         #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => Int8Route::Kernels,
+        burn::backend::DispatchDevice::Flex(_) => true,
         #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => Int8Route::Kernels,
-        _ => Int8Route::FloatFallback,
+        burn::backend::DispatchDevice::NdArray(_) => true,
+        _ => false,
     }
 }
 
