@@ -261,9 +261,9 @@ pub struct ClassifyRun {
     pub int8_dir: PathBuf,
 }
 
-/// Progress: (stage, step done, steps, last loss). Stages: `finetune`, `teacher` (its targets,
+/// Progress (the one [`super::Progress`] type): (stage, step done, steps, last loss). Stages: `finetune`, `teacher` (its targets,
 /// loss NaN), `distill`, `prune`.
-pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize, f64);
+pub use super::Progress;
 
 /// Runs the pipeline (see the [module docs](self)) on the checkpoint in `teacher_dir` (a
 /// Hugging Face BERT-family directory with `tokenizer.json`) and `data`, writing to `out`.

@@ -275,9 +275,9 @@ pub struct EmbedRun {
     pub int8_dir: PathBuf,
 }
 
-/// Progress: (stage, step done, steps, last loss). Stages: `teacher` (its embeddings of the
+/// Progress (the one [`super::Progress`] type): (stage, step done, steps, last loss). Stages: `teacher` (its embeddings of the
 /// training batches, loss NaN), `distill`, `prune`.
-pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize, f64);
+pub use super::Progress;
 
 /// Runs the pipeline (see the [module docs](self)) on the teacher in `teacher_dir` (a Hugging
 /// Face BERT-family directory with `tokenizer.json`) and `text`, writing to `out`.

@@ -658,10 +658,10 @@ pub struct LmRun {
     pub sparsity: f64,
 }
 
-/// Progress: (stage, done, total, last loss). Stages: `teacher`, `distill`, `prune` (steps,
+/// Progress (the one [`super::Progress`] type): (stage, done, total, last loss). Stages: `teacher`, `distill`, `prune` (steps,
 /// last total loss, measured every 10 steps), `eval <stage>` (held-out windows, loss NaN) and
 /// `latency` (measurements, loss NaN).
-pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize, f64);
+pub use super::Progress;
 
 /// What went wrong in a run.
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,10 @@ pub mod train;
 
 use thiserror::Error;
 
+/// Progress callback of the pipelines: (stage, step done, steps, last loss; NaN where a stage
+/// has no loss). Each pipeline's `run` documents its stage names.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize, f64);
+
 /// What went wrong in a pipeline run.
 #[derive(Debug, Error)]
 #[non_exhaustive]

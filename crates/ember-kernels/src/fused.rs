@@ -60,7 +60,8 @@ fn count() {
     CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The score hidden keys get before the softmax (`−10⁴`, the value `ember-layers` uses).
+/// The score hidden keys get before the softmax: `−10⁴` (`ember_layers::MASKED_SCORE` is this
+/// constant; its docs say why the value is safe in every float type).
 pub const MASKED_SCORE: f32 = -1.0e4;
 
 /// The instruction set a row kernel is compiled for.
@@ -153,9 +154,10 @@ impl RowOptions {
         RowOptions { threads, ..RowOptions::default() }
     }
 
-    fn check(&self) -> Result<()> {
+    /// [`KernelError::KernelUnavailable`] (naming the kernels this CPU has) unless this CPU
+    /// runs `kernel`.
+    pub(crate) fn require(&self) -> Result<()> {
         if self.kernel.is_supported() {
-            count();
             Ok(())
         } else {
             Err(KernelError::KernelUnavailable {
@@ -163,6 +165,13 @@ impl RowOptions {
                 available: RowKernel::supported().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
             })
         }
+    }
+
+    /// [`RowOptions::require`], counting the call (see [`calls`]).
+    fn check(&self) -> Result<()> {
+        self.require()?;
+        count();
+        Ok(())
     }
 
     /// Parts to split `work` (≈ flops) into.
@@ -925,7 +934,9 @@ mod tests {
     fn unsupported_kernels_are_errors() {
         for k in RowKernel::ALL.into_iter().filter(|k| !k.is_supported()) {
             let mut v = [1f32; 4];
-            assert!(gelu(&mut v, &opts(k, 1)).is_err());
+            assert!(matches!(gelu(&mut v, &opts(k, 1)), Err(KernelError::KernelUnavailable { .. })));
+            let e = crate::sgemm::sgemm(&[1.0], &[1.0], None, 1, 1, 1, &mut v[..1], &opts(k, 1));
+            assert!(matches!(e, Err(KernelError::KernelUnavailable { .. })));
         }
         assert!(RowKernel::supported().contains(&RowKernel::selected()));
     }

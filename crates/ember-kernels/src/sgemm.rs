@@ -188,12 +188,7 @@ pub fn sgemm(
     out: &mut [f32],
     opts: &RowOptions,
 ) -> Result<()> {
-    if !opts.kernel.is_supported() {
-        return Err(KernelError::KernelUnavailable {
-            name: opts.kernel.name().into(),
-            available: RowKernel::supported().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
-        });
-    }
+    opts.require()?;
     let size = |x: usize, y: usize| x.checked_mul(y).ok_or_else(|| KernelError::Shape(format!("{x}×{y} overflows")));
     let shape = format!("m={m}, k={k}, n={n}");
     for (what, len, want) in [("a", a.len(), size(m, k)?), ("b", b.len(), size(k, n)?), ("out", out.len(), size(m, n)?)]

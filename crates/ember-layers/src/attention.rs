@@ -23,7 +23,7 @@ use ember_quant::{Linear, LinearConfig};
 /// hidden (a fully padded row) gets a uniform distribution instead of NaN. Hugging Face adds
 /// the dtype's minimum instead; the probabilities agree to the last bit in f32 whenever a row
 /// has one visible key.
-pub const MASKED_SCORE: f32 = -1.0e4;
+pub const MASKED_SCORE: f32 = ember_kernels::fused::MASKED_SCORE;
 
 /// Configuration of [`MultiHeadAttention`].
 #[derive(Config, Debug)]
