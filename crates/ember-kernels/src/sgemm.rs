@@ -1,13 +1,16 @@
 //! f32 GEMM for the small row counts of inference: `C = A·B (+ bias)` with `B` a weight matrix
-//! `[K, N]` in Burn's row-major layout, read sequentially (blocks of whole rows are copied
-//! into register-panel order, so the weights stream from memory at full bandwidth and each
-//! panel is then reused from cache by every row tile). Register tiles of 6 rows × 64 columns
-//! (AVX-512, 24 accumulators) or 6 × 16 (AVX2 + FMA), fused multiply-adds.
+//! `[K, N]` in Burn's row-major layout, read in place (no packing). The weights are taken in
+//! blocks of whole rows (256 KB, in memory order); while one block is multiplied, its tiles
+//! prefetch the next block into L2, so the stream of weights from memory overlaps the
+//! arithmetic. Within a block, register tiles of up to 14 rows × 32 columns (AVX-512, 28
+//! accumulators) or 6 × 16 (AVX2 + FMA) load each weight vector once for all their rows; row
+//! counts above a tile's run as equal passes (19 rows: 10 + 9) that find the block in L2.
 //!
-//! It is what float `Linear`s run on CPU devices for inputs of at most
-//! [`SMALL_M`] rows (a batch of a few short sentences): there the time is the stream of f32
-//! weights from memory, which Burn's GEMM reads panel by panel with strides of a whole weight
-//! row. Larger inputs are compute-bound and stay on Burn's GEMM.
+//! It is what float `Linear`s run on CPU devices for inputs of at most [`SMALL_M`] rows (a
+//! batch of a few short sentences): there the time is the stream of f32 weights from memory,
+//! which Burn's GEMM reads panel by panel with strides of a whole weight row. Larger inputs are
+//! compute-bound and stay on Burn's GEMM. `cargo run --release -p ember-kernels --example
+//! sgemm_table` measures it against the machine's FMA peak and memory bandwidth.
 //!
 //! ```
 //! use ember_kernels::fused::RowOptions;
@@ -24,39 +27,276 @@ use crate::error::{KernelError, Result};
 use crate::fused::{RowKernel, RowOptions};
 use crate::pool;
 
-/// Rows of a register tile.
-const MR: usize = 6;
-/// Most weight rows per packed block.
-const KC: usize = 256;
-/// Floats of packed weights per block (512 KB: half of a typical L2).
-const BLOCK_FLOATS: usize = 128 * 1024;
+/// Bytes of weights per block of rows: the block being multiplied and the next one, fetched
+/// while it is, share L2 with room to spare.
+const BLOCK_BYTES: usize = 256 * 1024;
 /// The row count up to which float layers use this GEMM (see the module docs).
 pub const SMALL_M: usize = 48;
 
-/// `acc[r][..] = Σ_{kk < kc} a[r·lda + kk] · panel[kk·NR ..][..NR]` in registers.
-#[inline(always)]
-fn tile<const NR: usize, const FMA: bool>(a: &[f32], lda: usize, kc: usize, panel: &[f32]) -> [[f32; NR]; MR] {
-    let mut acc = [[0f32; NR]; MR];
-    for kk in 0..kc {
-        let brow = &panel[kk * NR..(kk + 1) * NR];
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = a[r * lda + kk];
-            for (c, &bv) in acc_r.iter_mut().zip(brow) {
-                *c = if FMA { av.mul_add(bv, *c) } else { av * bv + *c };
+/// A slice of the next weight block that one tile call asks the memory system for while it
+/// computes: at its `kk`-th step, `lines` cache lines from `base + kk·stride` (for
+/// `kk < rows`), so the block after this one arrives in L2 while this one is multiplied.
+#[derive(Clone, Copy)]
+struct Ahead {
+    base: *const f32,
+    stride: usize,
+    rows: usize,
+    lines: usize,
+}
+
+impl Ahead {
+    const NONE: Ahead = Ahead { base: std::ptr::null(), stride: 0, rows: 0, lines: 0 };
+
+    #[inline(always)]
+    fn fetch(&self, kk: usize) {
+        if kk < self.rows {
+            let row = self.base.wrapping_add(kk * self.stride);
+            for l in 0..self.lines {
+                // A hint only: it never faults, and the addresses stay within `b` (the last
+                // line of a slice may reach into the next row's first line).
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: prefetching reads no memory the program can observe.
+                unsafe {
+                    use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+                    _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(l * 16).cast::<i8>());
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (row, l);
             }
         }
     }
-    acc
 }
 
-/// All `m` rows of `C` for the columns `cols`, accumulated over blocks of at most `KC` weight
-/// rows.
+/// One vector register's worth of f32 lanes, for the register tiles.
+trait Lanes: Copy {
+    /// Lanes per vector.
+    const N: usize;
+    /// # Safety
+    /// The CPU has the type's features.
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// As for [`Lanes::zero`].
+    unsafe fn splat(x: f32) -> Self;
+    /// # Safety
+    /// `p` is valid for reads of `N` values, and as for [`Lanes::zero`].
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` is valid for writes of `N` values, and as for [`Lanes::zero`].
+    unsafe fn store(self, p: *mut f32);
+    /// `a·b + c`.
+    /// # Safety
+    /// As for [`Lanes::zero`].
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+}
+
+/// Eight lanes in plain Rust (any CPU).
+#[derive(Clone, Copy)]
+struct Scalar8([f32; 8]);
+
+impl Lanes for Scalar8 {
+    const N: usize = 8;
+    unsafe fn zero() -> Self {
+        Scalar8([0.0; 8])
+    }
+    unsafe fn splat(x: f32) -> Self {
+        Scalar8([x; 8])
+    }
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller's contract.
+        Scalar8(unsafe { p.cast::<[f32; 8]>().read_unaligned() })
+    }
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's contract.
+        unsafe { p.cast::<[f32; 8]>().write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        let mut r = c.0;
+        for ((r, &x), &y) in r.iter_mut().zip(&a.0).zip(&b.0) {
+            *r += x * y;
+        }
+        Scalar8(r)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Lanes;
+    use std::arch::x86_64::*;
+
+    impl Lanes for __m256 {
+        const N: usize = 8;
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn zero() -> Self {
+            _mm256_setzero_ps()
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn splat(x: f32) -> Self {
+            _mm256_set1_ps(x)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            _mm256_fmadd_ps(a, b, c)
+        }
+    }
+
+    impl Lanes for __m512 {
+        const N: usize = 16;
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn zero() -> Self {
+            _mm512_setzero_ps()
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn splat(x: f32) -> Self {
+            _mm512_set1_ps(x)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller's contract.
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller's contract.
+            unsafe { _mm512_storeu_ps(p, self) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            _mm512_fmadd_ps(a, b, c)
+        }
+    }
+}
+
+/// The widest panel, in floats (2 AVX-512 vectors).
+const MAX_NR: usize = 32;
+
+/// One register tile of `MR` rows × `NV` vectors:
+/// `C[r, ..w] += Σ_{kk < kc} a[r·lda + kk] · b[kk·ldb ..][..NV·N]`, accumulated in registers
+/// and added to `C` (row stride `ldc`) once.
+///
+/// # Safety
+/// The CPU has `V`'s features; `a` is valid for reads at `r·lda + kk` (`r < MR`, `kk < kc`),
+/// `b` at `kk·ldb + ..NV·N`; `c` is valid for writes of `MR` rows of `w ≤ NV·N` values at
+/// stride `ldc`, written by no one else during the call.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<V: Lanes, const MR: usize, const NV: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    ahead: &[Ahead; 2],
+    c: *mut f32,
+    ldc: usize,
+    w: usize,
+) {
+    // SAFETY: the caller's contract covers every access below.
+    unsafe {
+        let mut acc = [[V::zero(); NV]; MR];
+        for kk in 0..kc {
+            ahead[0].fetch(kk);
+            ahead[1].fetch(kk);
+            let mut bv = [V::zero(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = V::load(b.add(kk * ldb + v * V::N));
+            }
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = V::splat(*a.add(r * lda + kk));
+                for (x, &y) in acc_r.iter_mut().zip(&bv) {
+                    *x = V::fma(av, y, *x);
+                }
+            }
+        }
+        let one = V::splat(1.0);
+        for (r, acc_r) in acc.iter().enumerate() {
+            let out = c.add(r * ldc);
+            if w == NV * V::N {
+                for (v, &x) in acc_r.iter().enumerate() {
+                    let p = out.add(v * V::N);
+                    V::fma(one, x, V::load(p)).store(p);
+                }
+            } else {
+                let mut tmp = [0f32; MAX_NR];
+                for (v, &x) in acc_r.iter().enumerate() {
+                    x.store(tmp.as_mut_ptr().add(v * V::N));
+                }
+                for (q, &x) in tmp.iter().enumerate().take(w) {
+                    *out.add(q) += x;
+                }
+            }
+        }
+    }
+}
+
+/// [`tile`] for a row count known at run time (`1..=14`).
+///
+/// # Safety
+/// As for [`tile`], with `rows` rows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_rows<V: Lanes, const NV: usize>(
+    rows: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    ahead: &[Ahead; 2],
+    c: *mut f32,
+    ldc: usize,
+    w: usize,
+) {
+    macro_rules! rows {
+        ($($n:literal)*) => {
+            match rows {
+                // SAFETY: the caller's contract, with `rows` rows.
+                $($n => unsafe { tile::<V, $n, NV>(a, lda, b, ldb, kc, ahead, c, ldc, w) },)*
+                // SAFETY: as above (callers pass at most 14 rows).
+                _ => unsafe { tile::<V, 14, NV>(a, lda, b, ldb, kc, ahead, c, ldc, w) },
+            }
+        };
+    }
+    rows!(1 2 3 4 5 6 7 8 9 10 11 12 13)
+}
+
+/// All `m` rows of `C` for the columns `cols`: blocks of whole weight rows (read in place, in
+/// memory order, the next block prefetched while this one is multiplied), each multiplied by
+/// passes of at most `MAXMR` rows of `A` in `MAXMR × NR` register tiles. Every weight is read
+/// from memory once; a pass after the first finds its block in L2.
 /// `c` points at `C[0, 0]` (row stride `n`); this call writes only its columns.
 #[inline(always)]
-fn band<const NR: usize, const FMA: bool>(job: &Job<'_>, cols: std::ops::Range<usize>, c: *mut f32) {
+/// # Safety
+/// The CPU has `V`'s features; `MAXMR ≤ 14` and `NV·N ≤` [`MAX_NR`].
+unsafe fn band<V: Lanes, const NV: usize, const MAXMR: usize>(
+    job: &Job<'_>,
+    cols: std::ops::Range<usize>,
+    c: *mut f32,
+) {
     let Job { a, b, bias, m, k, n } = *job;
+    let nr = NV * V::N;
     let width = cols.end - cols.start;
-    let panels = width.div_ceil(NR);
+    let panels = width.div_ceil(nr);
     for i in 0..m {
         // SAFETY: row i < m, columns within `cols`, which belong to this call only.
         let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n + cols.start), width) };
@@ -65,57 +305,67 @@ fn band<const NR: usize, const FMA: bool>(job: &Job<'_>, cols: std::ops::Range<u
             None => row.fill(0.0),
         }
     }
-    // Rows per block: as many as keep the packed block in half of L2, 16 to KC.
-    let kcb = (BLOCK_FLOATS / (panels * NR)).clamp(16, KC);
-    let mut packed = vec![0f32; panels * kcb * NR];
-    let mut apad = vec![0f32; MR * kcb];
+    if k == 0 {
+        return;
+    }
+    // Passes of equal row counts (no padded rows): 12 rows are one pass of 12, 19 two of 10
+    // and 9.
+    let passes = m.div_ceil(MAXMR);
+    let per_pass = m.div_ceil(passes);
+    let kb = (BLOCK_BYTES / 4 / width).max(8).min(k);
+    // The last panel when it is narrower than NR: copied, zero-padded, per block.
+    let edge_w = width % nr;
+    let mut edge = vec![0f32; if edge_w > 0 { kb * nr } else { 0 }];
+    let calls = passes * panels;
     let mut k0 = 0;
     while k0 < k {
-        let kc = kcb.min(k - k0);
-        // Weight rows k0..k0 + kc, this band's columns, read in order and laid out panel by
-        // panel (kc × NR each, zero past the last column).
-        for kk in 0..kc {
-            let src = &b[(k0 + kk) * n + cols.start..(k0 + kk) * n + cols.end];
-            for p in 0..panels {
-                let w = NR.min(width - p * NR);
-                let dst = &mut packed[p * kcb * NR + kk * NR..p * kcb * NR + (kk + 1) * NR];
-                if w == NR {
-                    // A copy of constant size compiles to vector moves (no `memcpy` call per
-                    // 256 bytes).
-                    let d: &mut [f32; NR] = dst.try_into().expect("NR values");
-                    let s: &[f32; NR] = src[p * NR..p * NR + NR].try_into().expect("NR values");
-                    *d = *s;
-                } else {
-                    dst[..w].copy_from_slice(&src[p * NR..p * NR + w]);
-                    dst[w..].fill(0.0);
-                }
+        let kc = kb.min(k - k0);
+        let next_rows = kb.min(k - k0 - kc);
+        if edge_w > 0 {
+            let j = cols.start + (panels - 1) * nr;
+            for kk in 0..kc {
+                let src = &b[(k0 + kk) * n + j..(k0 + kk) * n + j + edge_w];
+                edge[kk * nr..kk * nr + edge_w].copy_from_slice(src);
             }
         }
-        let mut i = 0;
-        while i < m {
-            let mr = MR.min(m - i);
-            // A full tile reads A in place (row stride k); a partial one a zero-padded copy.
-            let (at, lda): (&[f32], usize) = if mr == MR {
-                (&a[i * k + k0..], k)
-            } else {
-                apad.fill(0.0);
-                for r in 0..mr {
-                    apad[r * kcb..r * kcb + kc].copy_from_slice(&a[(i + r) * k + k0..(i + r) * k + k0 + kc]);
-                }
-                (&apad, kcb)
-            };
+        for pass in 0..passes {
+            let i0 = pass * per_pass;
+            let rows = per_pass.min(m - i0);
+            let at = a[i0 * k + k0..].as_ptr();
             for p in 0..panels {
-                let acc = tile::<NR, FMA>(at, lda, kc, &packed[p * kcb * NR..(p + 1) * kcb * NR]);
-                let (j, w) = (cols.start + p * NR, NR.min(width - p * NR));
-                for (r, acc_r) in acc.iter().enumerate().take(mr) {
-                    // SAFETY: row i + r < m, columns j..j + w within `cols` (this call's only).
-                    let out = unsafe { std::slice::from_raw_parts_mut(c.add((i + r) * n + j), w) };
-                    for (y, &x) in out.iter_mut().zip(acc_r) {
-                        *y += x;
+                // This call's share of the next block: a 1/calls slice of each of its rows.
+                let t = pass * panels + p;
+                let ahead = if next_rows == 0 {
+                    Ahead::NONE
+                } else {
+                    let (f0, f1) = (t * width / calls, (t + 1) * width / calls);
+                    Ahead {
+                        base: b.as_ptr().wrapping_add((k0 + kc) * n + cols.start + f0),
+                        stride: n,
+                        rows: next_rows,
+                        lines: if f1 > f0 { (f1 - f0).div_ceil(16) + 1 } else { 0 },
                     }
-                }
+                };
+                let j = cols.start + p * nr;
+                // The first pass over the first block also fetches the next panel's columns
+                // (nothing fetched that block ahead of time).
+                let own = if k0 == 0 && pass == 0 && p + 1 < panels {
+                    let w_next = nr.min(width - (p + 1) * nr);
+                    Ahead { base: b.as_ptr().wrapping_add(j + nr), stride: n, rows: kc, lines: w_next.div_ceil(16) + 1 }
+                } else {
+                    Ahead::NONE
+                };
+                let (bt, ldb, w) = if p + 1 == panels && edge_w > 0 {
+                    (edge.as_ptr(), nr, edge_w)
+                } else {
+                    (b[k0 * n + j..].as_ptr(), n, nr)
+                };
+                // SAFETY: A rows i0..i0 + rows ≤ m, columns k0..k0 + kc ≤ k; weight rows
+                // k0..k0 + kc, columns j..j + nr ≤ n for a full panel (the edge copy holds
+                // kc × nr); C rows i0..i0 + rows and columns j..j + w within `cols` (this
+                // call's only); `run_band` checked the features.
+                unsafe { tile_rows::<V, NV>(rows, at, k, bt, ldb, kc, &[ahead, own], c.add(i0 * n + j), n, w) };
             }
-            i += mr;
         }
         k0 += kc;
     }
@@ -150,12 +400,16 @@ fn run_band(kernel: RowKernel, job: &Job<'_>, cols: std::ops::Range<usize>, c: *
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2(j: &Job<'_>, cols: std::ops::Range<usize>, c: *mut f32) {
-        band::<16, true>(j, cols, c)
+        // 6 × 2 vectors: 12 accumulators of the 16 registers.
+        // SAFETY: this function's features are the type's.
+        unsafe { band::<std::arch::x86_64::__m256, 2, 6>(j, cols, c) }
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn avx512(j: &Job<'_>, cols: std::ops::Range<usize>, c: *mut f32) {
-        band::<64, true>(j, cols, c)
+        // 14 × 2 vectors: 28 accumulators of the 32 registers.
+        // SAFETY: as above.
+        unsafe { band::<std::arch::x86_64::__m512, 2, 14>(j, cols, c) }
     }
     match kernel {
         #[cfg(target_arch = "x86_64")]
@@ -164,7 +418,8 @@ fn run_band(kernel: RowKernel, job: &Job<'_>, cols: std::ops::Range<usize>, c: *
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         RowKernel::Avx512 => unsafe { avx512(job, cols, c) },
-        _ => band::<16, false>(job, cols, c),
+        // SAFETY: plain Rust needs no features.
+        _ => unsafe { band::<Scalar8, 2, 6>(job, cols, c) },
     }
 }
 
@@ -205,7 +460,7 @@ pub fn sgemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let nr = if opts.kernel == RowKernel::Avx512 { 64 } else { 16 };
+    let nr = if opts.kernel == RowKernel::Avx512 { 32 } else { 16 };
     let panels = n.div_ceil(nr);
     let threads = if opts.threads == 0 { pool::max_threads() } else { opts.threads.min(pool::max_threads()) };
     // 20 µs is about 40 000 multiply-adds.
@@ -240,8 +495,20 @@ mod tests {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
-        let shapes =
-            [(1, 1, 1), (5, 3, 7), (6, 16, 64), (7, 17, 65), (13, 384, 384), (12, 600, 130), (64, 40, 130), (3, 0, 5)];
+        // Every row count of a pass (1 to 14) and of several passes, ragged panels, several
+        // weight blocks (k above 256 KB / 4 / n rows: 2 048 at n = 32), k = 0.
+        let mut shapes = vec![
+            (1, 1, 1),
+            (5, 3, 7),
+            (6, 16, 64),
+            (7, 17, 65),
+            (13, 384, 384),
+            (12, 600, 130),
+            (64, 40, 130),
+            (3, 0, 5),
+        ];
+        shapes.extend((1..=30).map(|m| (m, 37, 70)));
+        shapes.extend([(15, 2100, 33), (29, 700, 100), (48, 64, 1)]);
         for &(m, k, n) in &shapes {
             let a: Vec<f32> = (0..m * k).map(|_| r()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| r()).collect();

@@ -4,7 +4,7 @@
 //! scripts/fetch-minilm.sh
 //! cargo run --release -p ember-models --example minilm -- --model-dir models/all-minilm-l6-v2 [--json]
 //!     [--sentences FILE] [--embeddings-out FILE] [--threads N] [--min-ms MS] [--device flex|ndarray]
-//!     [--save-dir DIR] [--int8-file DIR_OR_FILE] [--skip-latency]
+//!     [--save-dir DIR] [--int8-file DIR_OR_FILE] [--skip-latency] [--only f32|int8] [--batches 1,32]
 //! ```
 //!
 //! Any saved model works: `--model-dir` is any Hugging Face BERT-family directory (a teacher,
@@ -17,7 +17,9 @@
 //! int8: per-output-channel symmetric weights (ember-quant's default), per-row dynamic affine
 //! u8 activations, int8 word/position/type tables with per-row scales. Latency is the median
 //! `embed` call (tokenized batch in, pooled embeddings out) at batch 1 and batch 32 (the first
-//! 32 sentences), `--threads` threads (1 by default) for both Burn and Ember's kernels.
+//! 32 sentences; `--batches` picks other sizes, a size larger than the sentence count is
+//! skipped), `--threads` threads (1 by default) for both Burn and Ember's kernels. `--only`
+//! times one of the two models (for profiling).
 
 use burn::tensor::{Device, Tensor};
 use ember_eval::{LatencyConfig, measure};
@@ -41,6 +43,7 @@ struct Args {
     min_ms: u64,
     device: String,
     only: Option<String>,
+    batches: Vec<usize>,
 }
 
 fn parse() -> Args {
@@ -56,6 +59,7 @@ fn parse() -> Args {
         min_ms: 1500,
         device: "flex".into(),
         only: None,
+        batches: vec![1, 32],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,10 +80,18 @@ fn parse() -> Args {
                 assert!(v == "f32" || v == "int8", "--only f32|int8");
                 a.only = Some(v);
             }
+            "--batches" => {
+                let v = val();
+                a.batches = v
+                    .split(',')
+                    .map(|x| x.trim().parse().ok().filter(|&n: &usize| n > 0))
+                    .collect::<Option<_>>()
+                    .unwrap_or_else(|| panic!("--batches takes positive batch sizes separated by commas (got {v:?})"));
+            }
             "-h" | "--help" => {
                 println!(
                     "minilm --model-dir DIR [--json] [--sentences FILE] [--embeddings-out FILE] [--save-dir DIR] \
-                     [--int8-file DIR_OR_FILE] [--skip-latency] [--threads N] [--min-ms MS] [--device flex|ndarray] [--only f32|int8]"
+                     [--int8-file DIR_OR_FILE] [--skip-latency] [--threads N] [--min-ms MS] [--device flex|ndarray] [--only f32|int8] [--batches 1,32]"
                 );
                 std::process::exit(0);
             }
@@ -188,7 +200,7 @@ fn main() {
         println!("\n| batch | seq | threads | f32 ms | int8 ms | speedup |\n|---:|---:|---:|---:|---:|---:|");
     }
 
-    for batch in [1usize, 32] {
+    for &batch in &args.batches {
         if batch > sentences.len() || args.skip_latency {
             continue;
         }
