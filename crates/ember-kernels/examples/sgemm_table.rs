@@ -16,17 +16,6 @@ use ember_kernels::fused::{RowKernel, RowOptions};
 use ember_kernels::sgemm::sgemm;
 use std::time::Instant;
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 /// GFLOP/s of 12 independent chains of FMAs on the kernel's vectors (no memory operand).
 fn fma_peak(kernel: RowKernel) -> f64 {
     #[cfg(target_arch = "x86_64")]
@@ -117,12 +106,12 @@ fn main() {
     if json {
         println!(
             "{}",
-            serde_json::json!({"cpu": cpu_model(), "kernel": kernel.to_string(), "fma_peak_gflops": peak, "sum_gbps": bw})
+            serde_json::json!({"cpu": ember_kernels::cpu_model(), "kernel": kernel.to_string(), "fma_peak_gflops": peak, "sum_gbps": bw})
         );
     } else {
         println!(
             "{} · kernel {kernel} · register-only FMA peak {peak:.1} GFLOP/s · sum over {:.1} MB {bw:.1} GB/s · 1 thread",
-            cpu_model(),
+            ember_kernels::cpu_model(),
             bytes as f64 / 1e6
         );
         println!(

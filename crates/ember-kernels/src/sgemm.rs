@@ -124,67 +124,61 @@ mod x86 {
     use super::Lanes;
     use std::arch::x86_64::*;
 
-    impl Lanes for __m256 {
-        const N: usize = 8;
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn zero() -> Self {
-            _mm256_setzero_ps()
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn splat(x: f32) -> Self {
-            _mm256_set1_ps(x)
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn load(p: *const f32) -> Self {
-            // SAFETY: the caller's contract.
-            unsafe { _mm256_loadu_ps(p) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn store(self, p: *mut f32) {
-            // SAFETY: the caller's contract.
-            unsafe { _mm256_storeu_ps(p, self) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            _mm256_fmadd_ps(a, b, c)
-        }
+    /// `Lanes` for one x86 vector type: its lane count, features and intrinsics.
+    macro_rules! lanes {
+        ($t:ty, $n:literal, $feat:literal, $zero:ident, $set1:ident, $load:ident, $store:ident, $fma:ident) => {
+            impl Lanes for $t {
+                const N: usize = $n;
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn zero() -> Self {
+                    $zero()
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn splat(x: f32) -> Self {
+                    $set1(x)
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn load(p: *const f32) -> Self {
+                    // SAFETY: the caller's contract.
+                    unsafe { $load(p) }
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn store(self, p: *mut f32) {
+                    // SAFETY: the caller's contract.
+                    unsafe { $store(p, self) }
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+                    $fma(a, b, c)
+                }
+            }
+        };
     }
-
-    impl Lanes for __m512 {
-        const N: usize = 16;
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn zero() -> Self {
-            _mm512_setzero_ps()
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn splat(x: f32) -> Self {
-            _mm512_set1_ps(x)
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn load(p: *const f32) -> Self {
-            // SAFETY: the caller's contract.
-            unsafe { _mm512_loadu_ps(p) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn store(self, p: *mut f32) {
-            // SAFETY: the caller's contract.
-            unsafe { _mm512_storeu_ps(p, self) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            _mm512_fmadd_ps(a, b, c)
-        }
-    }
+    lanes!(
+        __m256,
+        8,
+        "avx2,fma",
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_fmadd_ps
+    );
+    lanes!(
+        __m512,
+        16,
+        "avx512f",
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_fmadd_ps
+    );
 }
 
 /// The widest panel, in floats (2 AVX-512 vectors).

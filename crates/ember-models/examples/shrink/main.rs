@@ -85,17 +85,6 @@ fn parse() -> Result<Args, BoxError> {
     Ok(a)
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 struct Measured {
     name: &'static str,
     params: usize,
@@ -132,7 +121,7 @@ fn run() -> Result<(), BoxError> {
     }
     eprintln!(
         "CPU: {}; int8 kernel: {}; {} thread(s); {} sentences",
-        cpu_model(),
+        ember_kernels::cpu_model(),
         ember_kernels::KernelId::selected().name(),
         args.threads,
         sentences.len()
