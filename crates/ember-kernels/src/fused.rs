@@ -46,6 +46,7 @@
 
 use crate::error::{KernelError, Result};
 use crate::pool;
+use crate::simd::{Lanes, Scalar8};
 use std::sync::OnceLock;
 
 static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -544,7 +545,7 @@ struct AttentionJob<'a> {
 }
 
 #[inline(always)]
-fn attention_unit(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
+fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
     let AttentionJob { q, k, v, out, d, pad, causal, scale } = *job;
     let out = out.get();
     let (t, dh) = (d.seq, d.head_dim);
@@ -561,31 +562,15 @@ fn attention_unit(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &
         }
     }
     let pad = pad.map(|p| &p[base..base + t]);
-    let (block, qb) = scores.split_at_mut(QUERY_BLOCK * tp);
+    let block = &mut scores[..QUERY_BLOCK * tp];
     let mut i0 = 0;
     while i0 < t {
         let rows = QUERY_BLOCK.min(t - i0);
-        // The block's queries, scaled, as [dh][QUERY_BLOCK] (missing rows zero).
-        for e in 0..dh {
-            for r in 0..QUERY_BLOCK {
-                qb[e * QUERY_BLOCK + r] = if r < rows { q[(base + i0 + r) * w + h * dh + e] * scale } else { 0.0 };
-            }
-        }
-        // Scores of QUERY_BLOCK rows × 16 keys accumulate in registers over the head width.
+        // The block's query rows, read in place (a missing row repeats the last one; its scores
+        // are never stored).
+        let qr: [&[f32]; QUERY_BLOCK] = std::array::from_fn(|r| &q[(base + i0 + r.min(rows - 1)) * w + h * dh..][..dh]);
         for jc in (0..tp).step_by(16) {
-            let mut acc = [[0f32; 16]; QUERY_BLOCK];
-            for e in 0..dh {
-                let kv = &kt[e * tp + jc..e * tp + jc + 16];
-                let qe = &qb[e * QUERY_BLOCK..(e + 1) * QUERY_BLOCK];
-                for (a, &qv) in acc.iter_mut().zip(qe) {
-                    for (x, &k) in a.iter_mut().zip(kv) {
-                        *x += qv * k;
-                    }
-                }
-            }
-            for (r, a) in acc.iter().enumerate().take(rows) {
-                block[r * tp + jc..r * tp + jc + 16].copy_from_slice(a);
-            }
+            score_tile::<V>(&qr, &kt[jc..], tp, dh, scale, &mut block[jc..], rows);
         }
         for (r, s) in block.chunks_exact_mut(tp).take(rows).enumerate() {
             let i = i0 + r;
@@ -613,12 +598,8 @@ fn attention_unit(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &
         let v0 = base * w + h * dh;
         let o0 = (base + i0) * w + h * dh;
         let mut c = 0;
-        while c + 32 <= dh {
-            pv_tile::<32>(block, tp, t, v, v0, w, c, out, o0, rows);
-            c += 32;
-        }
         while c + 16 <= dh {
-            pv_tile::<16>(block, tp, t, v, v0, w, c, out, o0, rows);
+            pv_tile16::<V>(block, tp, t, &v[v0 + c..], w, out, o0 + c, rows);
             c += 16;
         }
         while c < dh {
@@ -626,6 +607,82 @@ fn attention_unit(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &
             c += 1;
         }
         i0 += rows;
+    }
+}
+
+/// Scores of the block's query rows × 16 keys: `out[r·tp ..][..16] = scale · Σ_e q_r[e] ·
+/// kt[e·tp ..][..16]` for `r < rows`, accumulated in vector registers.
+#[inline(always)]
+fn score_tile<V: Lanes>(
+    qr: &[&[f32]; QUERY_BLOCK],
+    kt: &[f32],
+    tp: usize,
+    dh: usize,
+    scale: f32,
+    out: &mut [f32],
+    rows: usize,
+) {
+    let nv = 16 / V::N;
+    assert!(kt.len() >= (dh - 1) * tp + 16 && out.len() >= (rows - 1) * tp + 16 && qr.iter().all(|r| r.len() >= dh));
+    // SAFETY: the lengths checked above bound every access; the dispatcher picked a `V` whose
+    // features this CPU has.
+    unsafe {
+        let mut acc = [[V::zero(); 2]; QUERY_BLOCK];
+        for e in 0..dh {
+            let kp = kt.as_ptr().add(e * tp);
+            let kv = [V::load(kp), if nv > 1 { V::load(kp.add(V::N)) } else { V::zero() }];
+            for (a, q) in acc.iter_mut().zip(qr) {
+                let qv = V::splat(*q.get_unchecked(e));
+                for (x, &k) in a.iter_mut().zip(&kv).take(nv) {
+                    *x = V::fma(qv, k, *x);
+                }
+            }
+        }
+        let sv = V::splat(scale);
+        for (r, a) in acc.iter().enumerate().take(rows) {
+            for (i, &x) in a.iter().enumerate().take(nv) {
+                V::fma(x, sv, V::zero()).store(out.as_mut_ptr().add(r * tp + i * V::N));
+            }
+        }
+    }
+}
+
+/// `out[o0 + r·stride ..][..16] = Σ_{j < t} p[r·tp + j] · v[j·stride ..][..16]` for the block's
+/// `rows` query rows, accumulated in vector registers (each value row loaded once per block).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pv_tile16<V: Lanes>(
+    p: &[f32],
+    tp: usize,
+    t: usize,
+    v: &[f32],
+    stride: usize,
+    out: *mut f32,
+    o0: usize,
+    rows: usize,
+) {
+    let nv = 16 / V::N;
+    assert!(p.len() >= QUERY_BLOCK * tp && tp >= t && v.len() >= (t - 1) * stride + 16);
+    // SAFETY: the lengths checked above bound the reads; the writes are query rows of this
+    // block, columns o0..o0 + 16 of this head, which belong to this (sequence, head) unit
+    // only; the dispatcher picked a `V` whose features this CPU has.
+    unsafe {
+        let mut acc = [[V::zero(); 2]; QUERY_BLOCK];
+        for j in 0..t {
+            let vp = v.as_ptr().add(j * stride);
+            let vv = [V::load(vp), if nv > 1 { V::load(vp.add(V::N)) } else { V::zero() }];
+            for (r, a) in acc.iter_mut().enumerate() {
+                let pj = V::splat(*p.get_unchecked(r * tp + j));
+                for (x, &y) in a.iter_mut().zip(&vv).take(nv) {
+                    *x = V::fma(pj, y, *x);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(rows) {
+            for (i, &x) in a.iter().enumerate().take(nv) {
+                x.store(out.add(o0 + r * stride + i * V::N));
+            }
+        }
     }
 }
 
@@ -726,16 +783,29 @@ pub fn attention(
     split(units, parts, &|range| {
         let tp = padded(t);
         let mut kt = vec![0f32; dh * tp];
-        // Score rows of one query block, then the block's scaled queries.
-        let mut scores = vec![0f32; QUERY_BLOCK * tp + QUERY_BLOCK * dh];
+        // Score rows of one query block.
+        let mut scores = vec![0f32; QUERY_BLOCK * tp];
         for unit in range {
             let (kt, scores) = (&mut kt[..], &mut scores[..]);
-            dispatch!(
-                kernel,
-                fn run(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
-                    attention_unit(job, unit, kt, scores)
-                }
-            );
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
+                attention_unit::<std::arch::x86_64::__m256>(job, unit, kt, scores)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
+                attention_unit::<std::arch::x86_64::__m512>(job, unit, kt, scores)
+            }
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `RowOptions::check` verified the features on this CPU.
+                RowKernel::Avx2 => unsafe { avx2(job, unit, kt, scores) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                RowKernel::Avx512 => unsafe { avx512(job, unit, kt, scores) },
+                _ => attention_unit::<Scalar8>(job, unit, kt, scores),
+            }
         }
     });
     Ok(())

@@ -84,6 +84,7 @@ pub mod quantize;
 pub mod reference;
 mod scalar;
 pub mod sgemm;
+mod simd;
 
 pub use dispatch::{KERNEL_ENV, KernelId, kernel_invocations};
 pub use error::{KernelError, Result};
