@@ -349,11 +349,15 @@ fn lane_sum(v: &[f32]) -> f32 {
             *a += *x;
         }
     }
-    let mut s = chunks.remainder().iter().sum::<f32>();
-    for a in acc {
-        s += a;
+    // A tree over the lanes (8 + 8, 4 + 4, ...): vector shuffles, not 16 dependent adds.
+    let mut w = 8;
+    while w > 0 {
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+        w /= 2;
     }
-    s
+    acc[0] + chunks.remainder().iter().sum::<f32>()
 }
 
 /// Maximum of a slice in 16 lanes (plain `>` compares, so it compiles to `vmaxps`; a NaN never
@@ -367,11 +371,14 @@ fn lane_max(v: &[f32]) -> f32 {
             *a = if *x > *a { *x } else { *a };
         }
     }
-    let mut m = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for a in acc {
-        m = m.max(a);
+    let mut w = 8;
+    while w > 0 {
+        for i in 0..w {
+            acc[i] = if acc[i + w] > acc[i] { acc[i + w] } else { acc[i] };
+        }
+        w /= 2;
     }
-    m
+    chunks.remainder().iter().copied().fold(acc[0], f32::max)
 }
 
 #[inline(always)]
@@ -572,9 +579,12 @@ fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32],
         for jc in (0..tp).step_by(16) {
             score_tile::<V>(&qr, &kt[jc..], tp, dh, scale, &mut block[jc..], rows);
         }
-        for (r, s) in block.chunks_exact_mut(tp).take(rows).enumerate() {
+        for (r, row) in block.chunks_exact_mut(tp).take(rows).enumerate() {
             let i = i0 + r;
-            let s = &mut s[..t];
+            // The padding keys past t take no weight (exp(−∞) = 0), so the softmax runs over
+            // whole 16-lane vectors.
+            row[t..].fill(f32::NEG_INFINITY);
+            let s = &mut row[..t];
             if let Some(p) = pad {
                 for (x, &hidden) in s.iter_mut().zip(p) {
                     if hidden {
@@ -587,7 +597,7 @@ fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32],
                     *x = MASKED_SCORE;
                 }
             }
-            softmax_row(s);
+            softmax_row(row);
         }
         // Rows past the block's end take part in the P·V tiles below as zeros.
         for s in block.chunks_exact_mut(tp).skip(rows) {
