@@ -7,7 +7,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
-use ember_quant::{Linear, LinearConfig};
+use ember_quant::{ActivationGranularity, ActivationMode, Linear, LinearConfig};
+
+/// Rows per block of the feed-forward block on the fused CPU path (see [`FeedForward::forward`]).
+const FUSED_CHUNK_ROWS: usize = 256;
 
 /// Configuration of [`FeedForward`].
 #[derive(Config, Debug)]
@@ -92,9 +95,40 @@ impl FeedForward {
         Ok(FeedForward { inner, outer, dropout: DropoutConfig::new(dropout).init(), activation })
     }
 
-    /// Applies the block over the last dimension.
+    /// Applies the block over the last dimension. On CPU devices without autodiff, inputs of
+    /// more than 256 rows run in blocks of 256 rows when each row's result depends on that row
+    /// only (float, static or per-row dynamic int8 layers), which keeps the inner activations in
+    /// cache.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dims = x.dims();
+        let rows: usize = dims[..D - 1].iter().product();
+        if rows > FUSED_CHUNK_ROWS && crate::host::fused(&x) && self.rows_independent() {
+            // Inference on a CPU device: blocks of rows, so the inner activations (4 × the
+            // model width) stay in L2 between the two GEMMs and the activation instead of
+            // going out to memory and back (about 4 % of an int8 MiniLM forward at batch 32).
+            let d = dims[D - 1];
+            let flat: Tensor<2> = x.reshape([rows, d]);
+            let parts: Vec<Tensor<2>> = (0..rows)
+                .step_by(FUSED_CHUNK_ROWS)
+                .map(|r0| {
+                    let part = flat.clone().slice([r0..(r0 + FUSED_CHUNK_ROWS).min(rows), 0..d]);
+                    self.outer.forward(self.dropout.forward(self.activation.apply(self.inner.forward(part))))
+                })
+                .collect();
+            let mut out = dims;
+            out[D - 1] = self.outer.d_output();
+            return Tensor::cat(parts, 0).reshape(out);
+        }
         self.outer.forward(self.dropout.forward(self.activation.apply(self.inner.forward(x))))
+    }
+
+    /// Whether each output row depends on its input row only (float layers, static or per-row
+    /// dynamic int8), so blocks of rows give the same result as the whole input.
+    fn rows_independent(&self) -> bool {
+        [&self.inner, &self.outer].iter().all(|l| match l.quant_spec() {
+            None => !l.is_quantized(),
+            Some(s) => s.mode == ActivationMode::Static || s.activation_granularity == ActivationGranularity::PerRow,
+        })
     }
 
     /// Inner width.

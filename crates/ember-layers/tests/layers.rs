@@ -350,3 +350,25 @@ fn empty_batches_run_on_the_fused_path() {
         }
     }
 }
+
+/// On CPU devices a feed-forward block runs inputs of more than 256 rows in blocks of rows;
+/// the result must equal the block applied to smaller pieces that take the whole-input path
+/// (here sequences of 150 rows, so the 256-row blocks cut across them), float and int8 with
+/// per-row dynamic activations, every device.
+#[test]
+fn feed_forward_row_blocks_equal_the_whole_input() {
+    use ember_quant::{QuantizeConfig, Quantizer};
+    for device in devices() {
+        let ff = FeedForwardConfig::new(24, 40).init(&device).unwrap();
+        let int8 = Quantizer::new(QuantizeConfig::new()).quantize(&ff).unwrap().0;
+        let (b, t) = (4, 150);
+        let x = Tensor::<3>::random([b, t, 24], burn::tensor::Distribution::Normal(0.0, 1.5), &device);
+        for (name, f) in [("f32", &ff), ("int8", &int8)] {
+            let whole = to_vec(f.forward(x.clone()));
+            let pieces: Vec<f32> =
+                (0..b).flat_map(|i| to_vec(f.forward(x.clone().slice([i..i + 1, 0..t, 0..24])))).collect();
+            assert_eq!(whole.len(), b * t * 24);
+            assert!(close(&whole, &pieces, 1e-5), "{device:?} {name}: row blocks changed the result");
+        }
+    }
+}
