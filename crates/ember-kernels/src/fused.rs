@@ -188,14 +188,16 @@ impl RowOptions {
 /// the kernel's instruction set.
 macro_rules! dispatch {
     ($kernel:expr, fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {{
+        // `FMA`: whether the body may use fused multiply-adds (the vector copies; the scalar
+        // one keeps separate multiplies and adds, which need no `fma` instruction).
         #[inline(always)]
-        fn generic($($arg: $ty),*) $body
+        fn generic<const FMA: bool>($($arg: $ty),*) $body
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2($($arg: $ty),*) { generic($($arg),*) }
+        unsafe fn avx2($($arg: $ty),*) { generic::<true>($($arg),*) }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn avx512($($arg: $ty),*) { generic($($arg),*) }
+        unsafe fn avx512($($arg: $ty),*) { generic::<true>($($arg),*) }
         match $kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `RowOptions::check` verified the features on this CPU before any call.
@@ -203,27 +205,35 @@ macro_rules! dispatch {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             RowKernel::Avx512 => unsafe { avx512($($arg),*) },
-            _ => generic($($arg),*),
+            _ => generic::<false>($($arg),*),
         }
     }};
 }
 
-/// `exp(x)` for `x ≤ 0`, relative error ≤ 1e-6, branch-free; 0 below −87 (where f32 runs
-/// out of normal numbers), so hidden keys get exactly no weight.
+/// `a·b + c`, fused where `fma` says the instruction is there (a constant after inlining).
 #[inline(always)]
-pub(crate) fn exp_neg(x0: f32) -> f32 {
+fn madd(fma: bool, a: f32, b: f32, c: f32) -> f32 {
+    if fma { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// `exp(x)` for `x ≤ 0`, relative error ≤ 1e-6, branch-free; 0 below −87 (where f32 runs
+/// out of normal numbers), so hidden keys get exactly no weight. `fma`: see [`madd`].
+#[inline(always)]
+pub(crate) fn exp_neg(x0: f32, fma: bool) -> f32 {
     // Not `f32::max`, which would turn NaN into −87: NaN must stay NaN.
     let x = if x0 < -87.0 { -87.0 } else { x0 };
     // Round to nearest by the 1.5·2²³ trick; the integer then sits in the low mantissa bits, so
     // no float → int conversion (Rust's saturating `as` would not vectorize).
     const MAGIC: f32 = 12_582_912.0;
-    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let shifted = madd(fma, x, std::f32::consts::LOG2_E, MAGIC);
     let n = shifted - MAGIC;
     let ni = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000);
     // Cody–Waite: ln 2 split into a high part exact in f32 and a low correction.
-    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    let p = 1.0
-        + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    let r = madd(fma, -n, 1.428_606_8e-6, madd(fma, -n, 0.693_145_75, x));
+    let mut p = 0.001_388_889;
+    for c in [0.008_333_334, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
+        p = madd(fma, p, r, c);
+    }
     // 2^n through the exponent bits (n ≥ −126 after the clamp).
     let y = p * f32::from_bits((ni.wrapping_add(127) as u32) << 23);
     if x0 < -87.0 { 0.0 } else { y }
@@ -231,18 +241,21 @@ pub(crate) fn exp_neg(x0: f32) -> f32 {
 
 /// `erf(x)`, Abramowitz & Stegun 7.1.26 (|error| ≤ 5e-7 in f32), branch-free.
 #[inline(always)]
-pub(crate) fn erf(x: f32) -> f32 {
+pub(crate) fn erf(x: f32, fma: bool) -> f32 {
     let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * exp_neg(-a * a);
+    let t = 1.0 / madd(fma, 0.327_591_1, a, 1.0);
+    let mut poly = 1.061_405_4;
+    for c in [-1.453_152, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+        poly = madd(fma, poly, t, c);
+    }
+    let y = madd(fma, -(poly * t), exp_neg(-a * a, fma), 1.0);
     y.copysign(x)
 }
 
 /// `tanh(u)` from [`exp_neg`] (|error| ≈ 2e-7), branch-free.
 #[inline(always)]
-fn tanh(u: f32) -> f32 {
-    let e = exp_neg(-2.0 * u.abs());
+fn tanh(u: f32, fma: bool) -> f32 {
+    let e = exp_neg(-2.0 * u.abs(), fma);
     ((1.0 - e) / (1.0 + e)).copysign(u)
 }
 
@@ -320,8 +333,8 @@ fn elementwise(v: &mut [f32], opts: &RowOptions, cost: usize, tanh_form: bool) -
                 fn run(s: &mut [f32]) {
                     const C: f32 = 0.797_884_6; // √(2/π)
                     for x in s.iter_mut() {
-                        let u = C * (*x + 0.044_715 * *x * *x * *x);
-                        *x = 0.5 * *x * (1.0 + tanh(u));
+                        let u = C * madd(FMA, 0.044_715 * *x * *x, *x, *x);
+                        *x = 0.5 * *x * (1.0 + tanh(u, FMA));
                     }
                 }
             )
@@ -330,7 +343,7 @@ fn elementwise(v: &mut [f32], opts: &RowOptions, cost: usize, tanh_form: bool) -
                 kernel,
                 fn run(s: &mut [f32]) {
                     for x in s.iter_mut() {
-                        *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+                        *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2, FMA));
                     }
                 }
             )
@@ -460,12 +473,12 @@ pub fn layer_norm(
 }
 
 #[inline(always)]
-fn softmax_row(r: &mut [f32]) {
+fn softmax_row(r: &mut [f32], fma: bool) {
     let m = lane_max(r);
     // A row of −∞ (max −∞) is shifted by 0 instead, so it becomes 0/0 = NaN like any softmax.
     let m = if m.is_finite() { m } else { 0.0 };
     for x in r.iter_mut() {
-        *x = exp_neg(*x - m);
+        *x = exp_neg(*x - m, fma);
     }
     let inv = 1.0 / lane_sum(r);
     for x in r.iter_mut() {
@@ -493,7 +506,7 @@ pub fn softmax(x: &mut [f32], width: usize, opts: &RowOptions) -> Result<()> {
         dispatch!(
             kernel,
             fn run(r: &mut [f32]) {
-                softmax_row(r)
+                softmax_row(r, FMA)
             }
         );
     });
@@ -597,7 +610,7 @@ fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32],
                     *x = MASKED_SCORE;
                 }
             }
-            softmax_row(row);
+            softmax_row(row, V::FMA);
         }
         // Rows past the block's end take part in the P·V tiles below as zeros.
         for s in block.chunks_exact_mut(tp).skip(rows) {
@@ -844,22 +857,26 @@ mod tests {
 
     #[test]
     fn exp_erf_tanh_are_accurate() {
-        for i in 0..=8700 {
-            let x = -(i as f32) / 100.0;
-            let rel = ((f64::from(exp_neg(x)) - f64::from(x).exp()) / f64::from(x).exp()).abs();
-            assert!(rel < 1e-6, "exp({x}) relative error {rel}");
+        // Both forms: separate multiplies and adds (scalar kernel) and fused (vector kernels).
+        for fma in [false, true] {
+            for i in 0..=8700 {
+                let x = -(i as f32) / 100.0;
+                let rel = ((f64::from(exp_neg(x, fma)) - f64::from(x).exp()) / f64::from(x).exp()).abs();
+                assert!(rel < 1e-6, "exp({x}) relative error {rel} (fma {fma})");
+            }
+            assert_eq!(exp_neg(-1000.0, fma), 0.0);
+            assert_eq!(exp_neg(f32::NEG_INFINITY, fma), 0.0);
+            assert!(exp_neg(f32::NAN, fma).is_nan());
+            let mut worst = 0f64;
+            for i in -800..=800 {
+                let x = i as f64 / 100.0;
+                worst = worst.max((f64::from(erf(x as f32, fma)) - reference::erf_f64(x)).abs());
+                let th = (f64::from(tanh(x as f32, fma)) - x.tanh()).abs();
+                assert!(th < 5e-7, "tanh({x}) error {th} (fma {fma})");
+            }
+            assert!(worst < 5e-7, "erf max error {worst} (fma {fma})");
+            assert!(erf(f32::INFINITY, fma) == 1.0 && erf(f32::NEG_INFINITY, fma) == -1.0);
         }
-        assert_eq!(exp_neg(-1000.0), 0.0);
-        assert_eq!(exp_neg(f32::NEG_INFINITY), 0.0);
-        let mut worst = 0f64;
-        for i in -800..=800 {
-            let x = i as f64 / 100.0;
-            worst = worst.max((f64::from(erf(x as f32)) - reference::erf_f64(x)).abs());
-            let th = (f64::from(tanh(x as f32)) - x.tanh()).abs();
-            assert!(th < 5e-7, "tanh({x}) error {th}");
-        }
-        assert!(worst < 5e-7, "erf max error {worst}");
-        assert!(erf(f32::INFINITY) == 1.0 && erf(f32::NEG_INFINITY) == -1.0);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 pub(crate) trait Lanes: Copy {
     /// Lanes per vector.
     const N: usize;
+    /// Whether the instruction set has fused multiply-adds (for the scalar parts of a kernel
+    /// compiled with this type: see `fused::madd`).
+    const FMA: bool;
     /// # Safety
     /// The CPU has the type's features.
     unsafe fn zero() -> Self;
@@ -31,6 +34,7 @@ pub(crate) struct Scalar8([f32; 8]);
 
 impl Lanes for Scalar8 {
     const N: usize = 8;
+    const FMA: bool = false;
     unsafe fn zero() -> Self {
         Scalar8([0.0; 8])
     }
@@ -65,6 +69,7 @@ mod x86 {
         ($t:ty, $n:literal, $feat:literal, $zero:ident, $set1:ident, $load:ident, $store:ident, $fma:ident) => {
             impl Lanes for $t {
                 const N: usize = $n;
+                const FMA: bool = true;
                 #[inline]
                 #[target_feature(enable = $feat)]
                 unsafe fn zero() -> Self {
