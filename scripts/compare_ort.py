@@ -38,6 +38,7 @@ def main():
                     help="alternate whole tables instead of one shape at a time (faster, noisier)")
     a = ap.parse_args()
     ember, ort = {}, {}
+    machine = {}
     # Per shape, alternate the two programs `rounds` times: a slow phase of a shared machine
     # (they last seconds) then hits both sides of the same shape alike.
     groups = [a.shapes] if a.whole_table else a.shapes.split(",")
@@ -48,6 +49,9 @@ def main():
             for line in out.splitlines():
                 if line.startswith("{"):
                     d = json.loads(line)
+                    if "m" not in d:
+                        machine = d  # the header line: CPU, kernel, register-only peaks
+                        continue
                     ember.setdefault((d["m"], d["k"], d["n"]), []).append(d)
             out = subprocess.run([a.ort_python, a.ort_bench, "--threads", str(a.threads), "--shapes", shapes,
                                   "--impls", "ort_matmulinteger,ort_dqmatmul", "--min-ms", str(a.min_ms)],
@@ -60,6 +64,8 @@ def main():
                     pass
         print(f"{shapes} done", file=sys.stderr)
     med = statistics.median
+    print(f"{machine.get('cpu', 'unknown CPU')}, kernel {machine.get('kernel', '?')}, register-only peaks per thread: "
+          f"VNNI {machine.get('vnni_peak_gops_1t')} GOP/s, f32 FMA {machine.get('f32_fma_peak_gflops_1t')} GFLOP/s")
     print(f"threads {a.threads}, medians of {a.rounds} alternating rounds, GOP/s")
     print(f"| M×K×N | ember int8 | ORT MatMulInteger | ×  | ember dyn | ORT DynQuantMatMul | × | gemm f32 | dyn/f32 |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -7,7 +7,11 @@
 //!     [--shapes M:K:N,...] [--kernel NAME] [--min-ms MS] [--scaling]
 //! ```
 //!
-//! GOP/s = 2·M·K·N / median seconds per call. `ratio = dyn_gops / f32_gops`. With `--scaling`
+//! GOP/s = 2·M·K·N / median seconds per call. `ratio = dyn_gops / f32_gops`. The first line
+//! names the CPU, the kernel and the register-only peaks this machine reaches (independent
+//! `vpdpbusd` chains on AVX-512 VNNI, independent f32 FMA chains), and `int8 %pk` is the int8
+//! GEMM's fraction of the VNNI peak per thread count (on other kernels there is no peak
+//! printed: an AMX tile peak is not measured here). With `--scaling`
 //! (and N > 1 threads) the int8 and dynamic paths are also timed on one thread, interleaved with
 //! the N-thread runs, and the speed-ups are printed (`int8_speedup`, `dyn_speedup`).
 
@@ -21,6 +25,62 @@ use std::hint::black_box;
 mod f32_baseline;
 use f32_baseline::f32_gemm;
 use std::time::Instant;
+
+/// Register-only peaks, in GOP/s (one multiply-add = 2 operations) on one thread: AVX-512 VNNI
+/// (`vpdpbusd`, 64 multiply-adds per instruction) and f32 FMA on the widest vectors; `None`
+/// where the CPU lacks the instructions.
+fn peaks() -> (Option<f64>, Option<f64>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx512f,avx512vnni")]
+        unsafe fn vnni(iters: usize) -> i32 {
+            let mut acc = [_mm512_setzero_si512(); 12];
+            let (a, b) = (_mm512_set1_epi8(3), _mm512_set1_epi8(5));
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    *x = _mm512_dpbusd_epi32(*x, a, b);
+                }
+            }
+            acc.iter().map(|&x| _mm512_reduce_add_epi32(x)).fold(0i32, i32::wrapping_add)
+        }
+        #[target_feature(enable = "avx512f")]
+        unsafe fn fma512(iters: usize) -> f32 {
+            let mut acc = [_mm512_set1_ps(0.0); 12];
+            let (x, y) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(0.999_999_9));
+            for _ in 0..iters {
+                for a in acc.iter_mut() {
+                    *a = _mm512_fmadd_ps(*a, x, y);
+                }
+            }
+            acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+        }
+        let best = |f: &dyn Fn() -> f64| (0..3).map(|_| f()).fold(0f64, f64::max);
+        let iters = 10_000_000usize;
+        let vnni_peak = is_x86_feature_detected!("avx512vnni").then(|| {
+            best(&|| {
+                let t = Instant::now();
+                // `black_box` on the count: the loop cannot be hoisted out of the timed region.
+                // SAFETY: the CPU has AVX-512 VNNI (checked above).
+                black_box(unsafe { vnni(black_box(iters)) });
+                (iters * 12 * 64 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+        });
+        let fma_peak = is_x86_feature_detected!("avx512f").then(|| {
+            best(&|| {
+                let t = Instant::now();
+                // SAFETY: the CPU has AVX-512 F (checked above).
+                black_box(unsafe { fma512(black_box(iters)) });
+                (iters * 12 * 16 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+        });
+        (vnni_peak, fma_peak)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        (None, None)
+    }
+}
 
 fn default_shapes() -> Vec<(usize, usize, usize)> {
     let mut v = Vec::new();
@@ -117,11 +177,31 @@ fn main() {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global();
     let opts = GemmOptions::with_threads(threads);
     let dopts = DynamicOptions { gemm: opts, ..Default::default() };
+    let (vnni_peak, fma_peak) = peaks();
+    // The int8 GEMM's peak for this run: VNNI's, times the threads, for the VNNI kernel only.
+    let int8_peak = vnni_peak.filter(|_| kernel == KernelId::Avx512Vnni).map(|p| p * threads as f64);
+    let show = |p: Option<f64>| p.map_or("n/a".to_string(), |v| format!("{v:.0} GOP/s"));
+    if json {
+        println!(
+            "{{\"cpu\":{:?},\"kernel\":\"{}\",\"threads\":{threads},\"vnni_peak_gops_1t\":{},\"f32_fma_peak_gflops_1t\":{}}}",
+            ember_kernels::cpu_model(),
+            kernel.short_name(),
+            vnni_peak.map_or("null".into(), |v| format!("{v:.1}")),
+            fma_peak.map_or("null".into(), |v| format!("{v:.1}"))
+        );
+    } else {
+        println!(
+            "{} · register-only peaks per thread: AVX-512 VNNI {}, f32 FMA {}",
+            ember_kernels::cpu_model(),
+            show(vnni_peak),
+            show(fma_peak)
+        );
+    }
     if !json {
         println!("kernel {} ({} thread{})", kernel.name(), threads, if threads == 1 { "" } else { "s" });
         println!(
-            "{:>5} {:>5} {:>5}  {:>10} {:>10} {:>10} {:>7} {:>10}",
-            "M", "K", "N", "int8 GOP/s", "dyn GOP/s", "f32 GOP/s", "ratio", "dyn µs"
+            "{:>5} {:>5} {:>5}  {:>10} {:>7} {:>10} {:>10} {:>7} {:>10}",
+            "M", "K", "N", "int8 GOP/s", "int8 %pk", "dyn GOP/s", "f32 GOP/s", "ratio", "dyn µs"
         );
     }
     let mut rng = Lcg(42);
@@ -161,6 +241,8 @@ fn main() {
         };
         let (t_int8, t_dyn, t_f32) = (t[0], t[1], t[2]);
         let (gi, gd, gf) = (ops / t_int8 / 1e9, ops / t_dyn / 1e9, ops / t_f32 / 1e9);
+        let pk = int8_peak.map_or("n/a".to_string(), |p| format!("{:.0} %", 100.0 * gi / p));
+        let pk_json = int8_peak.map_or(String::new(), |p| format!(",\"int8_fraction_of_peak\":{:.3}", gi / p));
         let scaling_json = if scaling {
             format!(
                 ",\"int8_1t_us\":{:.2},\"int8_speedup\":{:.2},\"dyn_1t_us\":{:.2},\"dyn_speedup\":{:.2}",
@@ -174,21 +256,25 @@ fn main() {
         };
         if json {
             println!(
-                "{{\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{threads},\"kernel\":\"{}\",\"int8_gops\":{gi:.1},\"dyn_gops\":{gd:.1},\"f32_gops\":{gf:.1},\"ratio\":{:.2},\"dyn_us\":{:.2}{scaling_json}}}",
+                "{{\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{threads},\"kernel\":\"{}\",\"int8_gops\":{gi:.1},\"dyn_gops\":{gd:.1},\"f32_gops\":{gf:.1},\"ratio\":{:.2},\"dyn_us\":{:.2}{pk_json}{scaling_json}}}",
                 kernel.short_name(),
                 gd / gf,
                 t_dyn * 1e6
             );
         } else if scaling {
             println!(
-                "{m:>5} {k:>5} {n:>5}  {gi:>10.1} {gd:>10.1} {gf:>10.1} {:>7.2} {:>10.2}   vs 1 thread: int8 {:.2}x, dyn {:.2}x",
+                "{m:>5} {k:>5} {n:>5}  {gi:>10.1} {pk:>7} {gd:>10.1} {gf:>10.1} {:>7.2} {:>10.2}   vs 1 thread: int8 {:.2}x, dyn {:.2}x",
                 gd / gf,
                 t_dyn * 1e6,
                 t[3] / t_int8,
                 t[4] / t_dyn
             );
         } else {
-            println!("{m:>5} {k:>5} {n:>5}  {gi:>10.1} {gd:>10.1} {gf:>10.1} {:>7.2} {:>10.2}", gd / gf, t_dyn * 1e6);
+            println!(
+                "{m:>5} {k:>5} {n:>5}  {gi:>10.1} {pk:>7} {gd:>10.1} {gf:>10.1} {:>7.2} {:>10.2}",
+                gd / gf,
+                t_dyn * 1e6
+            );
         }
     }
 }

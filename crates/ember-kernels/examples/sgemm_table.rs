@@ -57,7 +57,9 @@ fn fma_peak(kernel: RowKernel) -> f64 {
         for _ in 0..3 {
             let t = Instant::now();
             // SAFETY: `kernel` is one this CPU has (RowKernel::selected).
-            let v = unsafe { if lanes == 16 { avx512(iters) } else { avx2(iters) } };
+            let v = unsafe {
+                if lanes == 16 { avx512(std::hint::black_box(iters)) } else { avx2(std::hint::black_box(iters)) }
+            };
             std::hint::black_box(v);
             best = best.max((iters * 12 * lanes * 2) as f64 / t.elapsed().as_secs_f64() / 1e9);
         }

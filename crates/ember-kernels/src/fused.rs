@@ -564,6 +564,19 @@ struct AttentionJob<'a> {
     scale: f32,
 }
 
+/// Asks for the cache line holding `x` in L1 (a hint: no effect on results).
+#[inline(always)]
+fn prefetch_l1(x: &f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program can observe; `x` is a valid reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((x as *const f32).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 #[inline(always)]
 fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
     let AttentionJob { q, k, v, out, d, pad, causal, scale } = *job;
@@ -573,6 +586,23 @@ fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32],
     let w = d.heads * dh;
     let (b, h) = (unit / d.heads, unit % d.heads);
     let base = b * t;
+    // The next unit's slice of K (the next head of this sequence, or the first head of the
+    // next) heads for L1 while this one computes: its rows are strided, which the hardware
+    // prefetchers do not follow, and the transpose below stalled on them (a quarter of the
+    // kernel's time at 54 tokens).
+    if unit + 1 < d.batch * d.heads {
+        let (nb, nh) = ((unit + 1) / d.heads, (unit + 1) % d.heads);
+        let first = (nb * t) * w + nh * dh;
+        for j in 0..t {
+            let row = &k[first + j * w..first + j * w + dh];
+            let mut e = 0;
+            while e < dh {
+                prefetch_l1(&row[e]);
+                e += 16;
+            }
+            prefetch_l1(&row[dh - 1]);
+        }
+    }
     // Kᵀ of this head, [dh, tp] with zero columns past t, so that each query's scores are
     // whole-vector AXPYs over the keys.
     for j in 0..t {
@@ -589,8 +619,15 @@ fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32],
         // The block's query rows, read in place (a missing row repeats the last one; its scores
         // are never stored).
         let qr: [&[f32]; QUERY_BLOCK] = std::array::from_fn(|r| &q[(base + i0 + r.min(rows - 1)) * w + h * dh..][..dh]);
-        for jc in (0..tp).step_by(16) {
-            score_tile::<V>(&qr, &kt[jc..], tp, dh, scale, &mut block[jc..], rows);
+        // Two vectors of keys per tile (32 on AVX-512), then one (tp is a multiple of 16).
+        let mut jc = 0;
+        while jc + 2 * V::N <= tp {
+            score_tile::<V, 2>(&qr, &kt[jc..], tp, dh, scale, &mut block[jc..], rows);
+            jc += 2 * V::N;
+        }
+        while jc < tp {
+            score_tile::<V, 1>(&qr, &kt[jc..], tp, dh, scale, &mut block[jc..], rows);
+            jc += V::N;
         }
         for (r, row) in block.chunks_exact_mut(tp).take(rows).enumerate() {
             let i = i0 + r;
@@ -621,9 +658,13 @@ fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32],
         let v0 = base * w + h * dh;
         let o0 = (base + i0) * w + h * dh;
         let mut c = 0;
-        while c + 16 <= dh {
-            pv_tile16::<V>(block, tp, t, &v[v0 + c..], w, out, o0 + c, rows);
-            c += 16;
+        while c + 2 * V::N <= dh {
+            pv_tile_v::<V, 2>(block, tp, t, &v[v0 + c..], w, out, o0 + c, rows);
+            c += 2 * V::N;
+        }
+        while c + V::N <= dh {
+            pv_tile_v::<V, 1>(block, tp, t, &v[v0 + c..], w, out, o0 + c, rows);
+            c += V::N;
         }
         while c < dh {
             pv_tile::<1>(block, tp, t, v, v0, w, c, out, o0, rows);
@@ -633,10 +674,10 @@ fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32],
     }
 }
 
-/// Scores of the block's query rows × 16 keys: `out[r·tp ..][..16] = scale · Σ_e q_r[e] ·
-/// kt[e·tp ..][..16]` for `r < rows`, accumulated in vector registers.
+/// Scores of the block's query rows × `NV` vectors of keys: `out[r·tp ..][..NV·N] = scale ·
+/// Σ_e q_r[e] · kt[e·tp ..][..NV·N]` for `r < rows`, accumulated in vector registers.
 #[inline(always)]
-fn score_tile<V: Lanes>(
+fn score_tile<V: Lanes, const NV: usize>(
     qr: &[&[f32]; QUERY_BLOCK],
     kt: &[f32],
     tp: usize,
@@ -645,36 +686,39 @@ fn score_tile<V: Lanes>(
     out: &mut [f32],
     rows: usize,
 ) {
-    let nv = 16 / V::N;
-    assert!(kt.len() >= (dh - 1) * tp + 16 && out.len() >= (rows - 1) * tp + 16 && qr.iter().all(|r| r.len() >= dh));
+    let width = NV * V::N;
+    assert!(
+        kt.len() >= (dh - 1) * tp + width && out.len() >= (rows - 1) * tp + width && qr.iter().all(|r| r.len() >= dh)
+    );
     // SAFETY: the lengths checked above bound every access; the dispatcher picked a `V` whose
     // features this CPU has.
     unsafe {
-        let mut acc = [[V::zero(); 2]; QUERY_BLOCK];
+        let mut acc = [[V::zero(); NV]; QUERY_BLOCK];
         for e in 0..dh {
             let kp = kt.as_ptr().add(e * tp);
-            let kv = [V::load(kp), if nv > 1 { V::load(kp.add(V::N)) } else { V::zero() }];
+            let kv: [V; NV] = std::array::from_fn(|i| V::load(kp.add(i * V::N)));
             for (a, q) in acc.iter_mut().zip(qr) {
                 let qv = V::splat(*q.get_unchecked(e));
-                for (x, &k) in a.iter_mut().zip(&kv).take(nv) {
+                for (x, &k) in a.iter_mut().zip(&kv) {
                     *x = V::fma(qv, k, *x);
                 }
             }
         }
         let sv = V::splat(scale);
         for (r, a) in acc.iter().enumerate().take(rows) {
-            for (i, &x) in a.iter().enumerate().take(nv) {
+            for (i, &x) in a.iter().enumerate() {
                 V::fma(x, sv, V::zero()).store(out.as_mut_ptr().add(r * tp + i * V::N));
             }
         }
     }
 }
 
-/// `out[o0 + r·stride ..][..16] = Σ_{j < t} p[r·tp + j] · v[j·stride ..][..16]` for the block's
-/// `rows` query rows, accumulated in vector registers (each value row loaded once per block).
+/// `out[o0 + r·stride ..][..NV·N] = Σ_{j < t} p[r·tp + j] · v[j·stride ..][..NV·N]` for the
+/// block's `rows` query rows, accumulated in vector registers (each value row loaded once per
+/// block).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn pv_tile16<V: Lanes>(
+fn pv_tile_v<V: Lanes, const NV: usize>(
     p: &[f32],
     tp: usize,
     t: usize,
@@ -684,25 +728,24 @@ fn pv_tile16<V: Lanes>(
     o0: usize,
     rows: usize,
 ) {
-    let nv = 16 / V::N;
-    assert!(p.len() >= QUERY_BLOCK * tp && tp >= t && v.len() >= (t - 1) * stride + 16);
+    assert!(p.len() >= QUERY_BLOCK * tp && tp >= t && v.len() >= (t - 1) * stride + NV * V::N);
     // SAFETY: the lengths checked above bound the reads; the writes are query rows of this
-    // block, columns o0..o0 + 16 of this head, which belong to this (sequence, head) unit
+    // block, columns o0..o0 + NV·N of this head, which belong to this (sequence, head) unit
     // only; the dispatcher picked a `V` whose features this CPU has.
     unsafe {
-        let mut acc = [[V::zero(); 2]; QUERY_BLOCK];
+        let mut acc = [[V::zero(); NV]; QUERY_BLOCK];
         for j in 0..t {
             let vp = v.as_ptr().add(j * stride);
-            let vv = [V::load(vp), if nv > 1 { V::load(vp.add(V::N)) } else { V::zero() }];
+            let vv: [V; NV] = std::array::from_fn(|i| V::load(vp.add(i * V::N)));
             for (r, a) in acc.iter_mut().enumerate() {
                 let pj = V::splat(*p.get_unchecked(r * tp + j));
-                for (x, &y) in a.iter_mut().zip(&vv).take(nv) {
+                for (x, &y) in a.iter_mut().zip(&vv) {
                     *x = V::fma(pj, y, *x);
                 }
             }
         }
         for (r, a) in acc.iter().enumerate().take(rows) {
-            for (i, &x) in a.iter().enumerate().take(nv) {
+            for (i, &x) in a.iter().enumerate() {
                 x.store(out.add(o0 + r * stride + i * V::N));
             }
         }

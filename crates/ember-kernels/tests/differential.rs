@@ -594,3 +594,42 @@ fn packed_weights_are_clone_send_and_sync() {
         }
     }
 }
+
+/// The F32 epilogue overwrites every output (nothing of the caller's buffer survives): an
+/// output pre-filled with NaN must come back with no NaN left, on every kernel, ragged shapes
+/// (partial panels and row tiles), K groups (later groups accumulate), K = 0, 1 and 2 threads,
+/// per-row and per-tensor activations.
+#[test]
+fn every_output_is_written() {
+    use ember_kernels::{
+        DynamicOptions, GemmOptions, Granularity, PackOptions, PackedB, WeightScales, dynamic_quantized_matmul,
+    };
+    let mut rng = Rng(11);
+    for kernel in KernelId::supported() {
+        for &(m, k, n, group) in
+            &[(1, 8, 1, None), (7, 33, 70, None), (37, 64, 100, Some(32)), (5, 0, 17, None), (64, 96, 48, Some(32))]
+        {
+            let w: Vec<i8> = (0..k * n).map(|_| rng.i8().max(-127)).collect();
+            let packed =
+                PackedB::pack(&w, k, n, PackOptions { group_size: group, kernel: Some(kernel), ..Default::default() })
+                    .expect("pack");
+            let groups = group.map_or(1, |g| k.div_ceil(g));
+            let scales: Vec<f32> = (0..groups * n).map(|i| 0.01 + (i % 7) as f32 * 1e-3).collect();
+            let ws =
+                if group.is_some() { WeightScales::PerGroup(&scales) } else { WeightScales::PerChannel(&scales[..n]) };
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1).collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
+            for threads in [1, 2] {
+                for granularity in [Granularity::PerRow, Granularity::PerTensor] {
+                    let o = DynamicOptions { gemm: GemmOptions::with_threads(threads), granularity };
+                    let mut y = vec![f32::NAN; m * n];
+                    dynamic_quantized_matmul(&x, m, &packed, ws, Some(&bias), &mut y, &o).expect("dynamic");
+                    assert!(
+                        y.iter().all(|v| v.is_finite()),
+                        "{kernel:?} {m}×{k}×{n} group {group:?}: an output was not written"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -184,12 +184,23 @@ fn main() {
     }
 
     if args.json {
-        println!("{}", serde_json::json!({"sentences": sentences.len(), "cos_mean": cos_mean, "cos_min": cos_min}));
+        println!(
+            "{}",
+            serde_json::json!({"sentences": sentences.len(), "cos_mean": cos_mean, "cos_min": cos_min,
+                "cpu": ember_kernels::cpu_model(), "int8_kernel": ember_kernels::KernelId::selected().short_name(),
+                "row_kernel": ember_kernels::fused::RowKernel::selected().to_string()})
+        );
     } else {
         println!(
             "{}, {} sentences: int8 vs f32 embedding cosine mean {cos_mean:.5}, min {cos_min:.5}",
             args.model_dir.display(),
             sentences.len()
+        );
+        println!(
+            "{}; int8 GEMM kernel {}, row kernels {} (peaks: `gemm_table`, `sgemm_table`)",
+            ember_kernels::cpu_model(),
+            ember_kernels::KernelId::selected().name(),
+            ember_kernels::fused::RowKernel::selected()
         );
         match int8_layers {
             Some(n) => println!("int8 layers: {n}"),
