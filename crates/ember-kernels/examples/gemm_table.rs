@@ -26,62 +26,6 @@ mod f32_baseline;
 use f32_baseline::f32_gemm;
 use std::time::Instant;
 
-/// Register-only peaks, in GOP/s (one multiply-add = 2 operations) on one thread: AVX-512 VNNI
-/// (`vpdpbusd`, 64 multiply-adds per instruction) and f32 FMA on the widest vectors; `None`
-/// where the CPU lacks the instructions.
-fn peaks() -> (Option<f64>, Option<f64>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        #[target_feature(enable = "avx512f,avx512vnni")]
-        unsafe fn vnni(iters: usize) -> i32 {
-            let mut acc = [_mm512_setzero_si512(); 12];
-            let (a, b) = (_mm512_set1_epi8(3), _mm512_set1_epi8(5));
-            for _ in 0..iters {
-                for x in acc.iter_mut() {
-                    *x = _mm512_dpbusd_epi32(*x, a, b);
-                }
-            }
-            acc.iter().map(|&x| _mm512_reduce_add_epi32(x)).fold(0i32, i32::wrapping_add)
-        }
-        #[target_feature(enable = "avx512f")]
-        unsafe fn fma512(iters: usize) -> f32 {
-            let mut acc = [_mm512_set1_ps(0.0); 12];
-            let (x, y) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(0.999_999_9));
-            for _ in 0..iters {
-                for a in acc.iter_mut() {
-                    *a = _mm512_fmadd_ps(*a, x, y);
-                }
-            }
-            acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
-        }
-        let best = |f: &dyn Fn() -> f64| (0..3).map(|_| f()).fold(0f64, f64::max);
-        let iters = 10_000_000usize;
-        let vnni_peak = is_x86_feature_detected!("avx512vnni").then(|| {
-            best(&|| {
-                let t = Instant::now();
-                // `black_box` on the count: the loop cannot be hoisted out of the timed region.
-                // SAFETY: the CPU has AVX-512 VNNI (checked above).
-                black_box(unsafe { vnni(black_box(iters)) });
-                (iters * 12 * 64 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
-            })
-        });
-        let fma_peak = is_x86_feature_detected!("avx512f").then(|| {
-            best(&|| {
-                let t = Instant::now();
-                // SAFETY: the CPU has AVX-512 F (checked above).
-                black_box(unsafe { fma512(black_box(iters)) });
-                (iters * 12 * 16 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
-            })
-        });
-        (vnni_peak, fma_peak)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        (None, None)
-    }
-}
-
 fn default_shapes() -> Vec<(usize, usize, usize)> {
     let mut v = Vec::new();
     for &(k, n) in &[(384, 384), (384, 1536), (1536, 384), (768, 768), (768, 3072)] {
@@ -177,7 +121,8 @@ fn main() {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global();
     let opts = GemmOptions::with_threads(threads);
     let dopts = DynamicOptions { gemm: opts, ..Default::default() };
-    let (vnni_peak, fma_peak) = peaks();
+    let (vnni_peak, fma_peak) =
+        (ember_kernels::machine::vnni_peak_gops(), ember_kernels::machine::f32_fma_peak_gflops());
     // The int8 GEMM's peak for this run: VNNI's, times the threads, for the VNNI kernel only.
     let int8_peak = vnni_peak.filter(|_| kernel == KernelId::Avx512Vnni).map(|p| p * threads as f64);
     let show = |p: Option<f64>| p.map_or("n/a".to_string(), |v| format!("{v:.0} GOP/s"));

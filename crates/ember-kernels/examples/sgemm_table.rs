@@ -12,65 +12,9 @@
 //! the register-only peak (independent FMAs on the kernel's widest vectors) and the bandwidth
 //! of a plain sum over 42.5 MB, so a result reads as a fraction of what the machine can do.
 
-use ember_kernels::fused::{RowKernel, RowOptions};
+use ember_kernels::fused::RowOptions;
 use ember_kernels::sgemm::sgemm;
 use std::time::Instant;
-
-/// GFLOP/s of 12 independent chains of FMAs on the kernel's vectors (no memory operand).
-fn fma_peak(kernel: RowKernel) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(iters: usize) -> f32 {
-            let mut acc = [_mm512_set1_ps(0.0); 12];
-            let (x, y) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(0.999_999_9));
-            for _ in 0..iters {
-                for a in acc.iter_mut() {
-                    *a = _mm512_fmadd_ps(*a, x, y);
-                }
-            }
-            acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(iters: usize) -> f32 {
-            let mut acc = [_mm256_set1_ps(0.0); 12];
-            let (x, y) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(0.999_999_9));
-            for _ in 0..iters {
-                for a in acc.iter_mut() {
-                    *a = _mm256_fmadd_ps(*a, x, y);
-                }
-            }
-            let mut out = [0f32; 8];
-            let s = acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
-            // SAFETY: 8 floats.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
-            out.iter().sum()
-        }
-        let iters = 20_000_000;
-        let lanes = match kernel {
-            RowKernel::Avx512 => 16,
-            RowKernel::Avx2 => 8,
-            _ => return f64::NAN,
-        };
-        let mut best = 0f64;
-        for _ in 0..3 {
-            let t = Instant::now();
-            // SAFETY: `kernel` is one this CPU has (RowKernel::selected).
-            let v = unsafe {
-                if lanes == 16 { avx512(std::hint::black_box(iters)) } else { avx2(std::hint::black_box(iters)) }
-            };
-            std::hint::black_box(v);
-            best = best.max((iters * 12 * lanes * 2) as f64 / t.elapsed().as_secs_f64() / 1e9);
-        }
-        best
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = kernel;
-        f64::NAN
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -86,7 +30,7 @@ fn main() {
         };
     let opts = RowOptions::with_threads(1);
     let kernel = opts.kernel;
-    let peak = fma_peak(kernel);
+    let peak = ember_kernels::machine::f32_fma_peak_gflops().unwrap_or(f64::NAN);
     let shapes: Vec<(usize, usize)> =
         (0..6).flat_map(|_| [(384, 384), (384, 384), (384, 384), (384, 384), (384, 1536), (1536, 384)]).collect();
     let weights: Vec<Vec<f32>> =

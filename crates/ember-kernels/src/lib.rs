@@ -77,6 +77,7 @@ mod dispatch;
 mod error;
 pub mod fused;
 mod gemm;
+pub mod machine;
 mod microkernel;
 mod pack;
 mod pool;
@@ -92,6 +93,7 @@ pub use gemm::{
     ActivationData, Activations, DynamicOptions, Epilogue, GemmOptions, QuantizedOutput, RowParam, WeightScales,
     dynamic_quantized_matmul, gemm,
 };
+pub use machine::cpu_model;
 pub use pack::{MAX_EXACT_K, PackOptions, PackedB, WeightLayout};
 pub use quantize::{Granularity, QuantParams};
 
@@ -103,22 +105,3 @@ struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../INT8-KERNELS.md")]
 struct GuideDoctests;
-
-/// The CPU's model name as the operating system reports it (`/proc/cpuinfo` on Linux), for
-/// benchmark output: kernels are judged against the machine they ran on. Falls back to the
-/// architecture name (`x86_64`, `aarch64`) where the model is not available.
-///
-/// ```
-/// assert!(!ember_kernels::cpu_model().is_empty());
-/// ```
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
