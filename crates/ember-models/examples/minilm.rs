@@ -244,7 +244,10 @@ fn main() {
                 serde_json::json!({"batch": batch, "seq": b.seq, "threads": args.threads, "f32_ms": f_ms, "int8_ms": q_ms, "speedup": f_ms / q_ms})
             );
         } else {
-            println!("| {batch} | {} | {} | {f_ms:.2} | {q_ms:.2} | {:.2}× |", b.seq, args.threads, f_ms / q_ms);
+            // `--only` leaves one column unmeasured: "–", not "inf".
+            let ms = |t: f64| if t.is_finite() { format!("{t:.2}") } else { "–".into() };
+            let ratio = if (f_ms / q_ms).is_finite() { format!("{:.2}×", f_ms / q_ms) } else { "–".into() };
+            println!("| {batch} | {} | {} | {} | {} | {ratio} |", b.seq, args.threads, ms(f_ms), ms(q_ms));
         }
     }
 
