@@ -20,14 +20,18 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let json = args.iter().any(|a| a == "--json");
-    let rows: Vec<usize> =
-        match arg("--rows").unwrap_or_else(|| "1,12,19,32,48".into()).split(',').map(|x| x.trim().parse()).collect() {
-            Ok(v) => v,
-            Err(_) => {
-                eprintln!("--rows takes row counts separated by commas, e.g. 1,12,48");
-                std::process::exit(2);
-            }
-        };
+    let rows: Vec<usize> = match arg("--rows")
+        .unwrap_or_else(|| "1,12,19,32,48".into())
+        .split(',')
+        .map(|x| x.trim().parse::<usize>().ok().filter(|&m| m > 0))
+        .collect::<Option<Vec<usize>>>()
+    {
+        Some(v) => v,
+        None => {
+            eprintln!("sgemm_table: --rows takes positive row counts separated by commas, e.g. 1,12,48");
+            std::process::exit(2);
+        }
+    };
     let opts = RowOptions::with_threads(1);
     let kernel = opts.kernel;
     let peak = ember_kernels::machine::f32_fma_peak_gflops().unwrap_or(f64::NAN);

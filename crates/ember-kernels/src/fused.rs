@@ -288,7 +288,7 @@ fn for_each_row(x: &mut [f32], width: usize, cost: usize, opts: &RowOptions, f: 
 
 /// A pointer that may cross to the pool's threads; every part writes a disjoint range.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(crate) struct SharedMut(pub(crate) *mut f32);
 // SAFETY: parts only touch disjoint index ranges of the buffer (see each use).
 unsafe impl Sync for SharedMut {}
 // SAFETY: as for `Sync`: the pointer is only dereferenced on disjoint ranges.
@@ -297,7 +297,7 @@ unsafe impl Send for SharedMut {}
 impl SharedMut {
     /// The pointer (a method, so closures capture the whole `Sync` wrapper).
     #[inline(always)]
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -352,46 +352,39 @@ fn elementwise(v: &mut [f32], opts: &RowOptions, cost: usize, tanh_form: bool) -
     Ok(())
 }
 
-/// Sum of a slice in 16 lanes (vectorizes; not the sequential order).
+/// Folds a slice with `op` in 16 independent lanes (so it vectorizes), then the lanes as a tree
+/// (8 + 8, 4 + 4, …: vector shuffles, not 16 dependent steps), then the tail. Not the
+/// sequential order.
 #[inline(always)]
-fn lane_sum(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
+fn lane_fold(v: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
     let mut chunks = v.chunks_exact(16);
     for c in &mut chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += *x;
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = op(*a, x);
         }
     }
-    // A tree over the lanes (8 + 8, 4 + 4, ...): vector shuffles, not 16 dependent adds.
     let mut w = 8;
     while w > 0 {
         for i in 0..w {
-            acc[i] += acc[i + w];
+            acc[i] = op(acc[i], acc[i + w]);
         }
         w /= 2;
     }
-    acc[0] + chunks.remainder().iter().sum::<f32>()
+    chunks.remainder().iter().fold(acc[0], |a, &x| op(a, x))
 }
 
-/// Maximum of a slice in 16 lanes (plain `>` compares, so it compiles to `vmaxps`; a NaN never
-/// wins, but `exp_neg` keeps it, so the softmax of a row holding NaN is NaN).
+/// Sum of a slice (see [`lane_fold`]).
+#[inline(always)]
+fn lane_sum(v: &[f32]) -> f32 {
+    lane_fold(v, 0.0, |a, x| a + x)
+}
+
+/// Maximum of a slice (plain `>` compares, so it compiles to `vmaxps`; a NaN never wins, but
+/// `exp_neg` keeps it, so the softmax of a row holding NaN is NaN).
 #[inline(always)]
 fn lane_max(v: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let mut chunks = v.chunks_exact(16);
-    for c in &mut chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a = if *x > *a { *x } else { *a };
-        }
-    }
-    let mut w = 8;
-    while w > 0 {
-        for i in 0..w {
-            acc[i] = if acc[i + w] > acc[i] { acc[i + w] } else { acc[i] };
-        }
-        w /= 2;
-    }
-    chunks.remainder().iter().copied().fold(acc[0], f32::max)
+    lane_fold(v, f32::NEG_INFINITY, |a, x| if x > a { x } else { a })
 }
 
 #[inline(always)]

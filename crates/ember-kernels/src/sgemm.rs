@@ -24,7 +24,7 @@
 //! ```
 
 use crate::error::{KernelError, Result};
-use crate::fused::{RowKernel, RowOptions};
+use crate::fused::{RowKernel, RowOptions, SharedMut};
 use crate::pool;
 use crate::simd::{Lanes, Scalar8};
 
@@ -71,37 +71,40 @@ impl Ahead {
 /// The widest panel, in floats (2 AVX-512 vectors).
 const MAX_NR: usize = 32;
 
+/// The operands of one register tile: `rows` rows of `A` from `a` (row stride `lda`), `kc`
+/// weight rows from `b` (row stride `ldb`, `NV·N` columns each), the prefetch streams, and the
+/// `w ≤ NV·N` columns of `C` at `c` (row stride `ldc`).
+#[derive(Clone, Copy)]
+struct TileArgs<'a> {
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    ahead: &'a [Ahead; 2],
+    c: *mut f32,
+    ldc: usize,
+    w: usize,
+}
+
 /// One register tile of `MR` rows × `NV` vectors:
 /// `C[r, ..w] += Σ_{kk < kc} a[r·lda + kk] · b[kk·ldb ..][..NV·N]`, accumulated in registers
-/// and added to `C` (row stride `ldc`) once.
+/// and added to `C` once.
 ///
 /// # Safety
 /// The CPU has `V`'s features; `a` is valid for reads at `r·lda + kk` (`r < MR`, `kk < kc`),
 /// `b` at `kk·ldb + ..NV·N`; `c` is valid for writes of `MR` rows of `w ≤ NV·N` values at
 /// stride `ldc`, written by no one else during the call.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<V: Lanes, const MR: usize, const NV: usize>(
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    kc: usize,
-    ahead: &[Ahead; 2],
-    c: *mut f32,
-    ldc: usize,
-    w: usize,
-) {
+unsafe fn tile<V: Lanes, const MR: usize, const NV: usize>(t: TileArgs<'_>) {
+    let TileArgs { a, lda, b, ldb, kc, ahead, c, ldc, w } = t;
     // SAFETY: the caller's contract covers every access below.
     unsafe {
         let mut acc = [[V::zero(); NV]; MR];
         for kk in 0..kc {
             ahead[0].fetch(kk);
             ahead[1].fetch(kk);
-            let mut bv = [V::zero(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = V::load(b.add(kk * ldb + v * V::N));
-            }
+            let bv: [V; NV] = std::array::from_fn(|v| V::load(b.add(kk * ldb + v * V::N)));
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let av = V::splat(*a.add(r * lda + kk));
                 for (x, &y) in acc_r.iter_mut().zip(&bv) {
@@ -135,26 +138,14 @@ unsafe fn tile<V: Lanes, const MR: usize, const NV: usize>(
 /// # Safety
 /// As for [`tile`], with `rows` rows.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_rows<V: Lanes, const NV: usize>(
-    rows: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    kc: usize,
-    ahead: &[Ahead; 2],
-    c: *mut f32,
-    ldc: usize,
-    w: usize,
-) {
+unsafe fn tile_rows<V: Lanes, const NV: usize>(rows: usize, t: TileArgs<'_>) {
     macro_rules! rows {
         ($($n:literal)*) => {
             match rows {
                 // SAFETY: the caller's contract, with `rows` rows.
-                $($n => unsafe { tile::<V, $n, NV>(a, lda, b, ldb, kc, ahead, c, ldc, w) },)*
+                $($n => unsafe { tile::<V, $n, NV>(t) },)*
                 // SAFETY: as above (callers pass at most 14 rows).
-                _ => unsafe { tile::<V, 14, NV>(a, lda, b, ldb, kc, ahead, c, ldc, w) },
+                _ => unsafe { tile::<V, 14, NV>(t) },
             }
         };
     }
@@ -245,24 +236,23 @@ unsafe fn band<V: Lanes, const NV: usize, const MAXMR: usize>(
                 // k0..k0 + kc, columns j..j + nr ≤ n for a full panel (the edge copy holds
                 // kc × nr); C rows i0..i0 + rows and columns j..j + w within `cols` (this
                 // call's only); `run_band` checked the features.
-                unsafe { tile_rows::<V, NV>(rows, at, k, bt, ldb, kc, &[ahead, own], c.add(i0 * n + j), n, w) };
+                unsafe {
+                    let t = TileArgs {
+                        a: at,
+                        lda: k,
+                        b: bt,
+                        ldb,
+                        kc,
+                        ahead: &[ahead, own],
+                        c: c.add(i0 * n + j),
+                        ldc: n,
+                        w,
+                    };
+                    tile_rows::<V, NV>(rows, t)
+                };
             }
         }
         k0 += kc;
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every part writes a disjoint set of columns of C (see `band`).
-unsafe impl Sync for Out {}
-// SAFETY: as for `Sync`.
-unsafe impl Send for Out {}
-
-impl Out {
-    #[inline(always)]
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -348,7 +338,7 @@ pub fn sgemm(
     let parts = threads.min(m.saturating_mul(k).saturating_mul(n) / 40_000).min(panels).max(1);
     let per = panels.div_ceil(parts);
     let job = Job { a, b, bias, m, k, n };
-    let c = Out(out.as_mut_ptr());
+    let c = SharedMut(out.as_mut_ptr());
     let kernel = opts.kernel;
     let f = |p: usize| {
         let (c0, c1) = ((p * per * nr).min(n), ((p + 1) * per * nr).min(n));

@@ -31,6 +31,14 @@ use std::time::Duration;
 /// The built-in set: 40 varied sentences (also used by the tests).
 const SENTENCES: &str = include_str!("../tests/data/sentences.txt");
 
+/// Bad input: one line on stderr, exit status 2.
+macro_rules! fail {
+    ($($t:tt)*) => {{
+        eprintln!("minilm: {}", format!($($t)*));
+        std::process::exit(2)
+    }};
+}
+
 struct Args {
     model_dir: PathBuf,
     json: bool,
@@ -63,7 +71,7 @@ fn parse() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let mut val = || it.next().unwrap_or_else(|| fail!("{flag} needs a value"));
         match flag.as_str() {
             "--model-dir" => a.model_dir = val().into(),
             "--json" => a.json = true,
@@ -72,12 +80,19 @@ fn parse() -> Args {
             "--save-dir" => a.save_dir = Some(val().into()),
             "--int8-file" => a.int8_file = Some(val().into()),
             "--skip-latency" => a.skip_latency = true,
-            "--threads" => a.threads = val().parse().expect("--threads N"),
-            "--min-ms" => a.min_ms = val().parse().expect("--min-ms MS"),
+            "--threads" => {
+                a.threads =
+                    val().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| fail!("--threads takes a positive count"))
+            }
+            "--min-ms" => {
+                a.min_ms = val().parse().unwrap_or_else(|_| fail!("--min-ms takes milliseconds (an integer)"))
+            }
             "--device" => a.device = val(),
             "--only" => {
                 let v = val();
-                assert!(v == "f32" || v == "int8", "--only f32|int8");
+                if v != "f32" && v != "int8" {
+                    fail!("--only takes f32 or int8 (got {v:?})");
+                }
                 a.only = Some(v);
             }
             "--batches" => {
@@ -86,7 +101,7 @@ fn parse() -> Args {
                     .split(',')
                     .map(|x| x.trim().parse().ok().filter(|&n: &usize| n > 0))
                     .collect::<Option<_>>()
-                    .unwrap_or_else(|| panic!("--batches takes positive batch sizes separated by commas (got {v:?})"));
+                    .unwrap_or_else(|| fail!("--batches takes positive batch sizes separated by commas (got {v:?})"));
             }
             "-h" | "--help" => {
                 println!(
@@ -95,7 +110,7 @@ fn parse() -> Args {
                 );
                 std::process::exit(0);
             }
-            other => panic!("unknown flag {other} (try --help)"),
+            other => fail!("unknown flag {other} (try --help)"),
         }
     }
     a
@@ -127,7 +142,7 @@ fn device(name: &str) -> Device {
     match name {
         "flex" => Device::flex(),
         "ndarray" => Device::ndarray(),
-        other => panic!("--device {other}: expected flex or ndarray"),
+        other => fail!("--device {other}: expected flex or ndarray"),
     }
 }
 
@@ -139,7 +154,7 @@ fn main() {
 
     let sentences: Vec<String> = match &args.sentences {
         Some(p) => std::fs::read_to_string(p)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+            .unwrap_or_else(|e| fail!("cannot read {}: {e}", p.display()))
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -149,22 +164,22 @@ fn main() {
     };
     assert!(!sentences.is_empty(), "no sentences");
 
-    let model = Bert::from_pretrained(&args.model_dir, &device).unwrap_or_else(|e| panic!("{e}"));
+    let model = Bert::from_pretrained(&args.model_dir, &device).unwrap_or_else(|e| fail!("{e}"));
     let tok = TextTokenizer::from_file(args.model_dir.join("tokenizer.json"), model.max_positions())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| fail!("{e}"));
     let (int8, int8_layers) = match &args.int8_file {
         Some(p) => {
             let dir = if p.is_file() { p.parent().map(PathBuf::from).unwrap_or_default() } else { p.clone() };
-            let m = Bert::load(&dir, &device).unwrap_or_else(|e| panic!("{e}"));
+            let m = Bert::load(&dir, &device).unwrap_or_else(|e| fail!("{e}"));
             (m, None)
         }
         None => {
-            let (m, report) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap_or_else(|e| panic!("{e}"));
+            let (m, report) = Quantizer::new(QuantizeConfig::new()).quantize(&model).unwrap_or_else(|e| fail!("{e}"));
             (m, Some(report.layers.len()))
         }
     };
 
-    let all = tok.encode_batch(&sentences).unwrap_or_else(|e| panic!("{e}"));
+    let all = tok.encode_batch(&sentences).unwrap_or_else(|e| fail!("{e}"));
     // Each sentence alone (no padding), so batching cannot hide a difference.
     let mut f32_rows = Vec::new();
     let mut int8_rows = Vec::new();
@@ -180,7 +195,7 @@ fn main() {
 
     if let Some(p) = &args.embeddings_out {
         let j = serde_json::json!({ "f32": f32_rows, "int8": int8_rows });
-        std::fs::write(p, j.to_string()).unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+        std::fs::write(p, j.to_string()).unwrap_or_else(|e| fail!("cannot write {}: {e}", p.display()));
     }
 
     if args.json {
@@ -253,9 +268,9 @@ fn main() {
 
     if let Some(dir) = &args.save_dir {
         let (f32_dir, int8_dir) = (dir.join("minilm-f32"), dir.join("minilm-int8"));
-        let fb = model.save(&f32_dir).unwrap_or_else(|e| panic!("{e}"));
-        let qb = int8.save(&int8_dir).unwrap_or_else(|e| panic!("{e}"));
-        let reloaded = Bert::load(&int8_dir, &device).unwrap_or_else(|e| panic!("{e}"));
+        let fb = model.save(&f32_dir).unwrap_or_else(|e| fail!("{e}"));
+        let qb = int8.save(&int8_dir).unwrap_or_else(|e| fail!("{e}"));
+        let reloaded = Bert::load(&int8_dir, &device).unwrap_or_else(|e| fail!("{e}"));
         let same = rows(reloaded.embed(&all.take(4)).unwrap()) == rows(int8.embed(&all.take(4)).unwrap());
         if args.json {
             println!(
