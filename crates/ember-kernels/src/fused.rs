@@ -551,10 +551,25 @@ struct AttentionJob<'a> {
     k: &'a [f32],
     v: &'a [f32],
     out: SharedMut,
+    /// Sequences and tokens: `d.seq` is the longest sequence when `offsets` is given.
     d: AttentionDims,
+    /// Packed sequences of different lengths: sequence `b` is rows `offsets[b]..offsets[b + 1]`
+    /// (`None`: every sequence is `d.seq` rows).
+    offsets: Option<&'a [usize]>,
     pad: Option<&'a [bool]>,
     causal: bool,
     scale: f32,
+}
+
+impl AttentionJob<'_> {
+    /// First row and length of sequence `b`.
+    #[inline(always)]
+    fn sequence(&self, b: usize) -> (usize, usize) {
+        match self.offsets {
+            Some(o) => (o[b], o[b + 1] - o[b]),
+            None => (b * self.d.seq, self.d.seq),
+        }
+    }
 }
 
 /// Asks for the cache line holding `x` in L1 (a hint: no effect on results).
@@ -572,21 +587,25 @@ fn prefetch_l1(x: &f32) {
 
 #[inline(always)]
 fn attention_unit<V: Lanes>(job: &AttentionJob<'_>, unit: usize, kt: &mut [f32], scores: &mut [f32]) {
-    let AttentionJob { q, k, v, out, d, pad, causal, scale } = *job;
+    let AttentionJob { q, k, v, out, d, pad, causal, scale, .. } = *job;
     let out = out.get();
-    let (t, dh) = (d.seq, d.head_dim);
-    let tp = padded(t);
+    let dh = d.head_dim;
     let w = d.heads * dh;
     let (b, h) = (unit / d.heads, unit % d.heads);
-    let base = b * t;
+    let (base, t) = job.sequence(b);
+    if t == 0 {
+        return;
+    }
+    let tp = padded(t);
     // The next unit's slice of K (the next head of this sequence, or the first head of the
     // next) heads for L1 while this one computes: its rows are strided, which the hardware
     // prefetchers do not follow, and the transpose below stalled on them (a quarter of the
     // kernel's time at 54 tokens).
     if unit + 1 < d.batch * d.heads {
         let (nb, nh) = ((unit + 1) / d.heads, (unit + 1) % d.heads);
-        let first = (nb * t) * w + nh * dh;
-        for j in 0..t {
+        let (nbase, nt) = job.sequence(nb);
+        let first = nbase * w + nh * dh;
+        for j in 0..nt {
             let row = &k[first + j * w..first + j * w + dh];
             let mut e = 0;
             while e < dh {
@@ -823,20 +842,107 @@ pub fn attention(
             shape: format!("[{}, {}]", dims.batch, dims.seq),
         });
     }
-    let units = dims.batch * dims.heads;
-    let work = n.saturating_mul(dims.seq).saturating_mul(4);
-    let parts = opts.parts(work, units);
     let job = AttentionJob {
         q,
         k,
         v,
         out: SharedMut(out.as_mut_ptr()),
         d: dims,
+        offsets: None,
         pad: mask.key_padding,
         causal: mask.causal,
         scale,
     };
-    let job = &job;
+    run_attention(&job, n.saturating_mul(dims.seq).saturating_mul(4), opts);
+    Ok(())
+}
+
+/// [`attention`] over packed sequences of different lengths: sequence `s` is the `lengths[s]`
+/// rows that follow the previous sequence's in `q`, `k`, `v` and `out` (each
+/// `[Σ lengths, heads · head_dim]`, heads concatenated), and attends to its own rows only
+/// (with `causal`, to those up to itself). This is how a padded batch runs without its
+/// padding: the padded positions are simply not there. A sequence of length 0 is allowed
+/// and has no rows.
+///
+/// # Errors
+/// [`KernelError::Length`] if a buffer does not hold `Σ lengths` rows; [`KernelError::Shape`]
+/// for no sequences, a zero head count or width, a size overflow or a non-finite `scale`;
+/// [`KernelError::KernelUnavailable`] for a kernel this CPU lacks.
+///
+/// ```
+/// use ember_kernels::fused::{attention_packed, RowOptions};
+/// // Two sequences of 1 and 2 tokens, one head of width 1.
+/// let (q, k, v) = ([1.0f32, 1.0, 1.0], [0.0f32, 0.0, 0.0], [5.0f32, 1.0, 3.0]);
+/// let mut out = [0f32; 3];
+/// attention_packed(&q, &k, &v, &[1, 2], 1, 1, false, 1.0, &mut out, &RowOptions::default()).unwrap();
+/// // Equal scores: each token averages the values of its own sequence.
+/// assert_eq!(out, [5.0, 2.0, 2.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn attention_packed(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lengths: &[usize],
+    heads: usize,
+    head_dim: usize,
+    causal: bool,
+    scale: f32,
+    out: &mut [f32],
+    opts: &RowOptions,
+) -> Result<()> {
+    opts.check()?;
+    let mut offsets = Vec::with_capacity(lengths.len() + 1);
+    offsets.push(0usize);
+    let (mut rows, mut longest, mut work) = (0usize, 0usize, 0usize);
+    for &l in lengths {
+        rows = rows.checked_add(l).ok_or_else(|| KernelError::Shape("attention_packed: Σ lengths overflows".into()))?;
+        longest = longest.max(l);
+        work = work.saturating_add(l.saturating_mul(l));
+        offsets.push(rows);
+    }
+    let width = heads.checked_mul(head_dim);
+    let n = width.and_then(|w| w.checked_mul(rows)).filter(|_| !lengths.is_empty() && heads > 0 && head_dim > 0);
+    let Some(n) = n else {
+        return Err(KernelError::Shape(format!(
+            "attention_packed needs at least one sequence and positive heads and head width that fit, got {} \
+             sequences, {heads} heads of {head_dim}",
+            lengths.len()
+        )));
+    };
+    if !scale.is_finite() {
+        return Err(KernelError::Shape(format!("attention scale must be finite, got {scale}")));
+    }
+    let shape = format!("[{rows} (Σ lengths), {heads}·{head_dim}]");
+    for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len()), ("out", out.len())] {
+        if len != n {
+            return Err(KernelError::Length { what, expected: n, actual: len, shape: shape.clone() });
+        }
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let dims = AttentionDims { batch: lengths.len(), seq: longest, heads, head_dim };
+    let job = AttentionJob {
+        q,
+        k,
+        v,
+        out: SharedMut(out.as_mut_ptr()),
+        d: dims,
+        offsets: Some(&offsets),
+        pad: None,
+        causal,
+        scale,
+    };
+    run_attention(&job, work.saturating_mul(heads * head_dim).saturating_mul(4), opts);
+    Ok(())
+}
+
+/// Runs every (sequence, head) unit of a checked job over the pool.
+fn run_attention(job: &AttentionJob<'_>, work: usize, opts: &RowOptions) {
+    let dims = job.d;
+    let units = dims.batch * dims.heads;
+    let parts = opts.parts(work, units);
     let kernel = opts.kernel;
     let (t, dh) = (dims.seq, dims.head_dim);
     split(units, parts, &|range| {
@@ -867,7 +973,6 @@ pub fn attention(
             }
         }
     });
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1039,6 +1144,61 @@ mod tests {
         // Long sequences, wide heads, enough work to split over threads.
         attention_case(2, 130, 4, 64, None, true, 8);
         attention_case(4, 33, 12, 32, None, false, 9);
+    }
+
+    /// Packed sequences against the padded reference: each sequence's rows equal those of the
+    /// same sequence padded to the longest with its padding hidden.
+    fn packed_case(lengths: &[usize], h: usize, dh: usize, causal: bool, seed: u64) {
+        let mut r = rng(seed);
+        let (b, t, w) = (lengths.len(), lengths.iter().copied().max().unwrap_or(0).max(1), h * dh);
+        let n = b * t * w;
+        let q: Vec<f32> = (0..n).map(|_| r() * 3.0).collect();
+        let k: Vec<f32> = (0..n).map(|_| r() * 3.0).collect();
+        let v: Vec<f32> = (0..n).map(|_| r()).collect();
+        let pad: Vec<bool> = (0..b * t).map(|i| i % t >= lengths[i / t]).collect();
+        let scale = 1.0 / (dh as f32).sqrt();
+        let want = reference::attention_f64(&q, &k, &v, b, t, h, dh, Some(&pad), causal, scale);
+        let real: Vec<usize> = (0..b * t).filter(|&i| !pad[i]).collect();
+        let pack = |x: &[f32]| -> Vec<f32> { real.iter().flat_map(|&i| x[i * w..(i + 1) * w].to_vec()).collect() };
+        let (qp, kp, vp) = (pack(&q), pack(&k), pack(&v));
+        for kernel in kernels() {
+            for threads in [1, 2] {
+                let mut out = vec![f32::NAN; qp.len()];
+                attention_packed(&qp, &kp, &vp, lengths, h, dh, causal, scale, &mut out, &opts(kernel, threads))
+                    .unwrap();
+                for (row, &i) in real.iter().enumerate() {
+                    for c in 0..w {
+                        let err = (f64::from(out[row * w + c]) - want[i * w + c]).abs();
+                        assert!(err < 2e-5, "{kernel} {lengths:?} h{h} dh{dh} causal {causal}: row {row} error {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_attention_matches_the_padded_reference() {
+        packed_case(&[1], 1, 1, false, 11);
+        packed_case(&[5, 2, 7], 3, 4, false, 12);
+        packed_case(&[5, 2, 7], 3, 4, true, 13);
+        // Empty sequences have no rows; lengths across vector widths and query blocks.
+        packed_case(&[0, 17, 0, 33, 1, 16], 2, 16, false, 14);
+        packed_case(&[40, 3, 65], 4, 32, true, 15);
+        packed_case(&[9, 30, 2, 12, 31], 12, 24, false, 16);
+    }
+
+    #[test]
+    fn packed_attention_rejects_bad_shapes() {
+        let o = RowOptions::default();
+        let x = [0f32; 6];
+        let mut out = [0f32; 6];
+        assert!(attention_packed(&x, &x, &x, &[], 1, 2, false, 1.0, &mut out, &o).is_err());
+        assert!(attention_packed(&x, &x, &x, &[1, 1], 0, 2, false, 1.0, &mut out, &o).is_err());
+        assert!(attention_packed(&x, &x, &x, &[1, 1], 1, 2, false, 1.0, &mut out, &o).is_err(), "4 values, 6 given");
+        assert!(attention_packed(&x, &x, &x, &[usize::MAX, 2], 1, 2, false, 1.0, &mut out, &o).is_err());
+        assert!(attention_packed(&x, &x, &x, &[1, 2], 1, 2, false, f32::INFINITY, &mut out, &o).is_err());
+        attention_packed(&x, &x, &x, &[1, 2], 1, 2, false, 1.0, &mut out, &o).unwrap();
+        attention_packed(&[], &[], &[], &[0, 0], 1, 2, false, 1.0, &mut [], &o).unwrap();
     }
 
     #[test]

@@ -116,8 +116,18 @@ pub struct AttentionMask {
     causal: bool,
     /// The padding read to the host once per batch, shared by every layer (and clone).
     host_pad: std::sync::Arc<std::sync::OnceLock<Option<Vec<bool>>>>,
+    /// Packed sequences (see [`AttentionMask::packed`]): their lengths and device.
+    packed: Option<(std::sync::Arc<[usize]>, Device)>,
     batch: usize,
     seq: usize,
+}
+
+/// The mask as the fused CPU kernels read it.
+pub(crate) enum HostMask<'a> {
+    /// `[batch · seq]` padding (`true` = hidden), or `None` when nothing is padded.
+    Padded(Option<&'a [bool]>),
+    /// Packed sequences of these lengths.
+    Packed(&'a [usize]),
 }
 
 impl AttentionMask {
@@ -152,12 +162,42 @@ impl AttentionMask {
             (Some(p), Some(f)) => Some(p.expand([batch, 1, seq, seq]).bool_or(f.expand([batch, 1, seq, seq]))),
             (p, f) => p.or(f),
         };
-        Ok(AttentionMask { hidden, pad: pad_mask, causal, host_pad: Default::default(), batch, seq })
+        Ok(AttentionMask { hidden, pad: pad_mask, causal, host_pad: Default::default(), packed: None, batch, seq })
     }
 
     /// No mask (every query sees every key).
     pub fn none(batch: usize, seq: usize) -> Self {
-        AttentionMask { hidden: None, pad: None, causal: false, host_pad: Default::default(), batch, seq }
+        AttentionMask { hidden: None, pad: None, causal: false, host_pad: Default::default(), packed: None, batch, seq }
+    }
+
+    /// The mask of packed sequences: one row of `Σ lengths` tokens (`[1, Σ lengths]`) in which
+    /// each token attends only to the tokens of its own sequence (with `causal`, to those up
+    /// to itself); sequence `s` is the `lengths[s]` tokens after sequence `s − 1`'s. This is
+    /// how [`crate::Encoder::forward_real_tokens`] runs a padded batch without its padding.
+    pub fn packed(lengths: Vec<usize>, causal: bool, device: &Device) -> Self {
+        let seq = lengths.iter().sum();
+        AttentionMask {
+            hidden: None,
+            pad: None,
+            causal,
+            host_pad: Default::default(),
+            packed: Some((lengths.into(), device.clone())),
+            batch: 1,
+            seq,
+        }
+    }
+
+    /// The lengths of packed sequences, for a mask made by [`AttentionMask::packed`].
+    pub fn packed_lengths(&self) -> Option<&[usize]> {
+        self.packed.as_ref().map(|(l, _)| &l[..])
+    }
+
+    /// The mask as the fused kernels read it, or `None` when the padding could not be read.
+    pub(crate) fn host_mask(&self) -> Option<HostMask<'_>> {
+        match &self.packed {
+            Some((lengths, _)) => Some(HostMask::Packed(lengths)),
+            None => self.host_padding().map(HostMask::Padded),
+        }
     }
 
     /// Whether future keys are hidden.
@@ -167,8 +207,8 @@ impl AttentionMask {
 
     /// The padding as host booleans (`[batch · seq]`, `true` = hidden), read once per mask and
     /// shared by every layer: `Some(None)` when nothing is padded, `None` when the padding could
-    /// not be read (the caller then uses Burn's ops).
-    fn host_padding(&self) -> Option<Option<&[bool]>> {
+    /// not be read (the caller then uses Burn's ops). A packed mask has no padding.
+    pub(crate) fn host_padding(&self) -> Option<Option<&[bool]>> {
         let Some(pad) = &self.pad else { return Some(None) };
         self.host_pad
             .get_or_init(|| {
@@ -185,8 +225,21 @@ impl AttentionMask {
         [self.batch, self.seq]
     }
 
-    /// The mask broadcast to `[batch, heads, seq, seq]`, if any key is hidden.
+    /// The mask broadcast to `[batch, heads, seq, seq]`, if any key is hidden (for packed
+    /// sequences, built here: every key of another sequence is hidden).
     pub fn expanded(&self, heads: usize) -> Option<Tensor<4, Bool>> {
+        if let Some((lengths, device)) = &self.packed {
+            let n = self.seq;
+            let owner: Vec<usize> = lengths.iter().enumerate().flat_map(|(s, &l)| std::iter::repeat_n(s, l)).collect();
+            let hidden: Vec<bool> = (0..n * n)
+                .map(|ij| {
+                    let (i, j) = (ij / n, ij % n);
+                    owner[i] != owner[j] || (self.causal && j > i)
+                })
+                .collect();
+            let m = Tensor::<1, Bool>::from_data(burn::tensor::TensorData::new(hidden, [n * n]), device);
+            return Some(m.reshape([1, 1, n, n]).expand([1, heads, n, n]));
+        }
         self.hidden.clone().map(|m| m.expand([self.batch, heads, self.seq, self.seq]))
     }
 }
@@ -380,8 +433,8 @@ impl MultiHeadAttention {
             return Tensor::zeros([b, t, self.d_output()], &xq.device());
         }
         let fused_ok = crate::host::fused(&xq) && mask.dims() == [b, t];
-        let pad = if fused_ok { mask.host_padding() } else { None };
-        let Some(pad) = pad else { return self.forward_qkv(xq, xk, xv, mask).context };
+        let host_mask = if fused_ok { mask.host_mask() } else { None };
+        let Some(host_mask) = host_mask else { return self.forward_qkv(xq, xk, xv, mask).context };
         let device = xq.device();
         let (h, dh) = (self.n_heads, self.head_dim);
         let q = crate::host::to_host(self.query.forward(xq));
@@ -391,10 +444,19 @@ impl MultiHeadAttention {
             unreachable!("the projections of an f32 input on a CPU device are f32")
         };
         let mut out = vec![0f32; q.len()];
-        let dims = ember_kernels::fused::AttentionDims { batch: b, seq: t, heads: h, head_dim: dh };
-        let m = ember_kernels::fused::AttentionMask { key_padding: pad, causal: mask.causal };
         let scale = 1.0 / (dh as f32).sqrt();
-        if let Err(e) = ember_kernels::fused::attention(&q, &k, &v, dims, m, scale, &mut out, &crate::host::options()) {
+        let opts = crate::host::options();
+        let done = match host_mask {
+            HostMask::Padded(pad) => {
+                let dims = ember_kernels::fused::AttentionDims { batch: b, seq: t, heads: h, head_dim: dh };
+                let m = ember_kernels::fused::AttentionMask { key_padding: pad, causal: mask.causal };
+                ember_kernels::fused::attention(&q, &k, &v, dims, m, scale, &mut out, &opts)
+            }
+            HostMask::Packed(lengths) => {
+                ember_kernels::fused::attention_packed(&q, &k, &v, lengths, h, dh, mask.causal, scale, &mut out, &opts)
+            }
+        };
+        if let Err(e) = done {
             panic!("MultiHeadAttention::context: {e}");
         }
         let ctx = crate::host::from_host(out, burn::tensor::Shape::new([b, t, h * dh]), &device);

@@ -474,23 +474,7 @@ impl Encoder {
         // LayerNorm with the residual add) and no clones, so tensors move to the host and back
         // without copies.
         if !collect && crate::host::fused(&x) {
-            let eps = self.layer_norm_eps;
-            for (&ai, &fi) in self.attention_index.iter().zip(&self.feed_forward_index) {
-                let (att, n1) = (&self.attention[ai], &self.attention_norm[ai]);
-                let (ffn, n2) = (&self.feed_forward[fi], &self.feed_forward_norm[fi]);
-                if self.norm_first {
-                    let c = att.context(crate::host::add_layer_norm(n1, eps, x.clone(), None), mask);
-                    x = x + c;
-                    let f = ffn.forward(crate::host::add_layer_norm(n2, eps, x.clone(), None));
-                    x = x + f;
-                } else {
-                    let c = att.context(x.clone(), mask);
-                    x = crate::host::add_layer_norm(n1, eps, c, Some(x));
-                    let f = ffn.forward(x.clone());
-                    x = crate::host::add_layer_norm(n2, eps, f, Some(x));
-                }
-            }
-            out.hidden = x;
+            out.hidden = self.fused_layers(x, mask);
             return out;
         }
         for (&ai, &fi) in self.attention_index.iter().zip(&self.feed_forward_index) {
@@ -515,6 +499,107 @@ impl Encoder {
         }
         out.hidden = x;
         out
+    }
+
+    /// The layers on the fused CPU path: attention without probabilities, LayerNorm with the
+    /// residual add, no clones (tensors move to the host and back without copies).
+    fn fused_layers(&self, mut x: Tensor<3>, mask: &AttentionMask) -> Tensor<3> {
+        let eps = self.layer_norm_eps;
+        for (&ai, &fi) in self.attention_index.iter().zip(&self.feed_forward_index) {
+            let (att, n1) = (&self.attention[ai], &self.attention_norm[ai]);
+            let (ffn, n2) = (&self.feed_forward[fi], &self.feed_forward_norm[fi]);
+            if self.norm_first {
+                let c = att.context(crate::host::add_layer_norm(n1, eps, x.clone(), None), mask);
+                x = x + c;
+                let f = ffn.forward(crate::host::add_layer_norm(n2, eps, x.clone(), None));
+                x = x + f;
+            } else {
+                let c = att.context(x.clone(), mask);
+                x = crate::host::add_layer_norm(n1, eps, c, Some(x));
+                let f = ffn.forward(x.clone());
+                x = crate::host::add_layer_norm(n2, eps, f, Some(x));
+            }
+        }
+        x
+    }
+
+    /// Inference for callers that read nothing at padded positions (mean pooling over the
+    /// mask, the first token): the last hidden state `[batch, seq, d_model]` with zeros at
+    /// every position `pad_mask` marks as padding.
+    ///
+    /// On a CPU device without autodiff (Flex, NdArray) the padded positions are dropped
+    /// before the first layer: every projection, feed-forward block and normalization runs on
+    /// the real tokens alone, and attention runs per sequence on the packed tokens
+    /// ([`AttentionMask::packed`], `ember_kernels::fused::attention_packed`). A batch padded
+    /// to its longest sentence does only the work of its real tokens, which is the largest
+    /// saving on batches of mixed lengths. Elsewhere (GPU devices, autodiff) it is
+    /// [`Encoder::forward`]'s hidden state with the padded positions zeroed.
+    ///
+    /// Real tokens' outputs equal [`Encoder::forward`]'s to float rounding (tested): padded
+    /// tokens never influence real ones (they are hidden keys, and every other op works row by
+    /// row). The one exception is an int8 layer with a per-tensor dynamic activation scale,
+    /// which is then computed over the real tokens only.
+    ///
+    /// # Errors
+    /// [`LayerError::Shape`] if `x` is not `[batch, seq, d_model]` or the mask not
+    /// `[batch, seq]`.
+    ///
+    /// ```
+    /// use burn::tensor::{Bool, Device, Tensor, TensorData};
+    /// use ember_layers::EncoderConfig;
+    /// let device = Device::default();
+    /// let enc = EncoderConfig::new(16, 2, 32, 2).init(&device).unwrap();
+    /// let x = Tensor::<3>::ones([2, 3, 16], &device);
+    /// // The second sentence has one real token.
+    /// let pad = Tensor::<2, Bool>::from_data(TensorData::from([[false, false, false], [false, true, true]]), &device);
+    /// let y = enc.forward_real_tokens(x, Some(pad)).unwrap();
+    /// assert_eq!(y.dims(), [2, 3, 16]);
+    /// let padded: Vec<f32> = y.slice([1..2, 1..3, 0..16]).into_data().to_vec().unwrap();
+    /// assert!(padded.iter().all(|&v| v == 0.0));
+    /// ```
+    pub fn forward_real_tokens(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> Result<Tensor<3>> {
+        check_input(&x, self.d_model(), pad_mask.as_ref())?;
+        let [b, t, d] = x.dims();
+        let device = x.device();
+        let mask = AttentionMask::new(pad_mask.clone(), self.causal, b, t, &device)?;
+        let pad = if crate::host::fused(&x) { mask.host_padding() } else { None };
+        match pad {
+            // Nothing padded: every token is real.
+            Some(None) => Ok(self.fused_layers(x, &mask)),
+            Some(Some(pad)) if !pad.contains(&true) => Ok(self.fused_layers(x, &mask)),
+            Some(Some(pad)) => {
+                let lengths: Vec<usize> = pad.chunks_exact(t).map(|s| s.iter().filter(|&&h| !h).count()).collect();
+                let real: Vec<usize> = (0..b * t).filter(|&i| !pad[i]).collect();
+                let zeros = || Tensor::zeros([b, t, d], &device);
+                if real.is_empty() {
+                    return Ok(zeros());
+                }
+                let Some((values, _)) = crate::host::to_host(x) else { unreachable!("f32 on a CPU device") };
+                let mut packed = Vec::with_capacity(real.len() * d);
+                for &i in &real {
+                    packed.extend_from_slice(&values[i * d..(i + 1) * d]);
+                }
+                drop(values);
+                let n = real.len();
+                let xp = crate::host::from_host(packed, burn::tensor::Shape::new([1, n, d]), &device);
+                let y = self.fused_layers(xp, &AttentionMask::packed(lengths, self.causal, &device));
+                let Some((y, _)) = crate::host::to_host(y) else { return Ok(zeros()) };
+                let mut out = vec![0f32; b * t * d];
+                for (r, &i) in real.iter().enumerate() {
+                    out[i * d..(i + 1) * d].copy_from_slice(&y[r * d..(r + 1) * d]);
+                }
+                Ok(crate::host::from_host(out, burn::tensor::Shape::new([b, t, d]), &device))
+            }
+            // Not the fused path (or the padding could not be read): every position, then the
+            // padded ones zeroed.
+            None => {
+                let y = self.forward_masked(x, &mask, false).hidden;
+                Ok(match pad_mask {
+                    Some(p) => y.mask_fill(p.reshape([b, t, 1]).expand([b, t, d]), 0.0),
+                    None => y,
+                })
+            }
+        }
     }
 
     /// The encoder with attention block `block` narrowed to the heads in `keep` (see

@@ -372,3 +372,96 @@ fn feed_forward_row_blocks_equal_the_whole_input() {
         }
     }
 }
+
+/// `forward_real_tokens` drops the padding before the first layer on CPU devices (packed
+/// sequences) and zeroes it elsewhere: real tokens' outputs must equal the full forward's
+/// (Burn's ops, every position computed) and padded ones must be exactly zero. Padding at the
+/// end, at the start and in the middle of a sequence, a sequence with one real token, one with
+/// none; post- and pre-norm, causal, shared layers, float and int8, every device and autodiff.
+#[test]
+fn real_token_inference_equals_the_full_forward_at_real_tokens() {
+    use ember_quant::{QuantizeConfig, Quantizer};
+    let (b, t, d) = (5, 9, 32);
+    let pad: Vec<bool> = (0..b * t)
+        .map(|i| match (i / t, i % t) {
+            (0, _) => false,
+            (1, j) => j >= 6,
+            (2, j) => j < 3,
+            (3, j) => (2..5).contains(&j) || j >= 8,
+            _ => true,
+        })
+        .collect();
+    for device in devices() {
+        for (norm_first, causal, shared) in [(false, false, false), (true, true, false), (false, true, true)] {
+            let sharing = if shared { SharingMode::All } else { SharingMode::None };
+            let cfg =
+                EncoderConfig::new(d, 4, 48, 3).with_norm_first(norm_first).with_causal(causal).with_sharing(sharing);
+            let enc = cfg.init(&device).unwrap();
+            let int8 = Quantizer::new(QuantizeConfig::new()).quantize(&enc).unwrap().0;
+            let x = Tensor::<3>::random([b, t, d], burn::tensor::Distribution::Normal(0.0, 2.0), &device);
+            let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, t]), &device);
+            for (name, e) in [("f32", &enc), ("int8", &int8)] {
+                let full = to_vec(e.forward(x.clone(), Some(mask.clone()), true).hidden);
+                let real = to_vec(e.forward_real_tokens(x.clone(), Some(mask.clone())).unwrap());
+                let tol = if name == "int8" { 2e-2 } else { 2e-5 };
+                for (i, &hidden) in pad.iter().enumerate() {
+                    let (r, f) = (&real[i * d..(i + 1) * d], &full[i * d..(i + 1) * d]);
+                    let what =
+                        format!("{device:?} {name} norm_first {norm_first} causal {causal} shared {shared} token {i}");
+                    if hidden {
+                        assert!(r.iter().all(|&v| v == 0.0), "{what}: padded output not zero");
+                    } else {
+                        let err = r.iter().zip(f).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                        assert!(err < tol, "{what}: {err}");
+                    }
+                }
+                // No padding at all, and no mask: the plain forward.
+                let none = to_vec(e.forward_real_tokens(x.clone(), None).unwrap());
+                let plain = to_vec(e.forward(x.clone(), None, true).hidden);
+                assert!(close(&none, &plain, tol), "{device:?} {name}: unmasked");
+            }
+            // Autodiff devices take Burn's ops and zero the padding.
+            let ad = device.clone().autodiff();
+            let enc_ad = enc.clone().to_device(&ad);
+            let y = to_vec(
+                enc_ad.forward_real_tokens(x.clone().to_device(&ad), Some(mask.clone().to_device(&ad))).unwrap(),
+            );
+            let want = to_vec(enc.forward_real_tokens(x.clone(), Some(mask.clone())).unwrap());
+            assert!(close(&y, &want, 2e-5), "{device:?} autodiff");
+        }
+        // Wrong shapes are typed errors.
+        let enc = EncoderConfig::new(d, 4, 48, 1).init(&device).unwrap();
+        let bad = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 6], [2, 3]), &device);
+        assert!(enc.forward_real_tokens(Tensor::zeros([2, 4, d], &device), Some(bad)).is_err());
+        assert!(enc.forward_real_tokens(Tensor::zeros([2, 4, d + 1], &device), None).is_err());
+    }
+}
+
+/// A packed mask read by Burn's ops (the block-diagonal mask it builds) and by the fused
+/// kernel (per-sequence attention) gives the same context, and each sequence's context equals
+/// attention over that sequence alone.
+#[test]
+fn packed_masks_agree_on_every_path() {
+    for device in devices() {
+        let att = AttentionConfig::new(16, 2).init(&device).unwrap();
+        let lengths = vec![3, 1, 4];
+        let n: usize = lengths.iter().sum();
+        let x = Tensor::<3>::random([1, n, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        for causal in [false, true] {
+            let mask = AttentionMask::packed(lengths.clone(), causal, &device);
+            assert_eq!(mask.dims(), [1, n]);
+            assert_eq!(mask.packed_lengths(), Some(&lengths[..]));
+            let burn = to_vec(att.forward(x.clone(), &mask).context);
+            let fused = to_vec(att.context(x.clone(), &mask));
+            assert!(close(&burn, &fused, 2e-5), "{device:?} causal {causal}");
+            let mut start = 0;
+            for &l in &lengths {
+                let xs = x.clone().slice([0..1, start..start + l, 0..16]);
+                let own = AttentionMask::new(None, causal, 1, l, &device).unwrap();
+                let alone = to_vec(att.forward(xs, &own).context);
+                assert!(close(&alone, &fused[start * 16..(start + l) * 16], 2e-5), "{device:?} causal {causal}");
+                start += l;
+            }
+        }
+    }
+}

@@ -413,6 +413,34 @@ impl Bert {
         pad_mask: Option<Tensor<2, Bool>>,
         collect: bool,
     ) -> Result<BertOutput> {
+        self.run(ids, token_types, pad_mask, collect, false)
+    }
+
+    /// The last hidden state `[batch, seq, hidden]` for callers that read nothing at padded
+    /// positions (mean pooling over the mask, the first token): zeros at padding, and on CPU
+    /// devices the padding is never computed (see `ember_layers::Encoder::forward_real_tokens`:
+    /// a batch padded to its longest sentence costs only its real tokens). Real tokens'
+    /// outputs equal [`Bert::try_forward`]'s to float rounding.
+    ///
+    /// # Errors
+    /// As [`Bert::try_forward`].
+    pub fn forward_real_tokens(
+        &self,
+        ids: Tensor<2, Int>,
+        token_types: Option<Tensor<2, Int>>,
+        pad_mask: Option<Tensor<2, Bool>>,
+    ) -> Result<Tensor<3>> {
+        Ok(self.run(ids, token_types, pad_mask, false, true)?.last_hidden)
+    }
+
+    fn run(
+        &self,
+        ids: Tensor<2, Int>,
+        token_types: Option<Tensor<2, Int>>,
+        pad_mask: Option<Tensor<2, Bool>>,
+        collect: bool,
+        real_only: bool,
+    ) -> Result<BertOutput> {
         let [b, s] = ids.dims();
         if s > self.max_positions() {
             return bad(
@@ -431,7 +459,13 @@ impl Bert {
             return bad("pad_mask", format!("shape {:?}, expected the ids' [{b}, {s}]", m.dims()));
         }
         let x = self.embeddings.forward(ids, token_types)?;
-        let out = self.encoder.try_forward(x, pad_mask, collect)?;
+        let out = match (collect, real_only) {
+            (false, true) => {
+                let hidden = self.encoder.forward_real_tokens(x, pad_mask)?;
+                ember_layers::EncoderOutput { hidden, hidden_states: vec![], attentions: vec![], values: vec![] }
+            }
+            _ => self.encoder.try_forward(x, pad_mask, collect)?,
+        };
         Ok(BertOutput {
             last_hidden: out.hidden,
             hidden_states: out.hidden_states,
@@ -465,8 +499,8 @@ impl Bert {
         batch.check(self.vocab_size(), self.embeddings.type_vocab_size().max(1))?;
         let (ids, types, pad) = batch.tensors(&self.device());
         let types = (self.embeddings.type_vocab_size() > 0).then_some(types);
-        let out = self.try_forward(ids, types, Some(pad.clone()), false)?;
-        Ok(l2_normalize(mean_pool(out.last_hidden, pad)))
+        let hidden = self.forward_real_tokens(ids, types, Some(pad.clone()))?;
+        Ok(l2_normalize(mean_pool(hidden, pad)))
     }
 
     /// The model with attention block `block` narrowed to the heads in `keep` (ascending).

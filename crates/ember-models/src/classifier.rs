@@ -313,7 +313,13 @@ impl BertClassifier {
         batch.check(bert.vocab_size(), bert.embeddings.type_vocab_size().max(1))?;
         let (ids, types, pad) = batch.tensors(&self.device());
         let types = (bert.embeddings.type_vocab_size() > 0).then_some(types);
-        let out = bert.try_forward(ids, types, Some(pad), collect)?;
+        // Inference reads only the first token: the padding need not be computed.
+        let out = if collect {
+            bert.try_forward(ids, types, Some(pad), true)?
+        } else {
+            let last_hidden = bert.forward_real_tokens(ids, types, Some(pad))?;
+            crate::BertOutput { last_hidden, hidden_states: vec![], attentions: vec![], values: vec![] }
+        };
         let [b, _, h] = out.last_hidden.dims();
         let cls = out.last_hidden.clone().slice([0..b, 0..1, 0..h]).reshape([b, h]);
         let pooled = tanh(self.pooler.try_forward(cls).map_err(ModelError::from)?);
