@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints how many tests ran on each device, from the log that ember-testkit appends to when
 # EMBER_DEVICE_LOG is set (one `device<TAB>binary::test` line per test and device).
-#   EMBER_DEVICE_LOG=target/devices.tsv cargo test --workspace --features wgpu
+#   EMBER_DEVICE_LOG=target/devices.tsv cargo test --workspace --features wgpu,ndarray
 #   scripts/device-tally.sh target/devices.tsv
 set -euo pipefail
 log="${1:?usage: device-tally.sh LOG}"

@@ -17,6 +17,10 @@
 //! | `pipeline` (default) | [`pipeline`] | the compression pipeline on real models: a Hugging Face encoder distilled, pruned and quantized for sentence embeddings or text classification (teacher fine-tuning, GLUE / labelled TSV data, task metrics), measured on held-out data, saved in Hugging Face and Ember layouts |
 //! | `distill` (default) | [`distill`] | `ember-distill`: knowledge distillation losses (T²-scaled KD, hidden / attention / relation / PKD), layer maps, projections, the `Distiller`, a top-k teacher cache |
 //!
+//! The `cli` feature (default) builds the `ember` command (`cargo install --path .` from a
+//! clone): `ember compress`, `quantize`, `prune`, `embed`, `eval` and `bench`. Library users
+//! who want none of it depend with `default-features = false` and the features they use.
+//!
 //! ```
 //! # #[cfg(feature = "kernels")] {
 //! use ember_slm::kernels::KernelId;
@@ -46,3 +50,8 @@ pub use ember_models as models;
 
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
+
+/// The README's code blocks, compiled as doctests so that its quick start keeps compiling.
+#[cfg(all(doctest, feature = "models", feature = "quant"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

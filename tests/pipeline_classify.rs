@@ -15,6 +15,13 @@ const SEA: [&str; 8] = ["whale", "ship", "sea", "harpoon", "boat", "captain", "c
 const LAND: [&str; 8] = ["farm", "field", "horse", "barn", "plough", "wheat", "fence", "hill"];
 const NEUTRAL: [&str; 8] = ["the", "a", "old", "young", "saw", "quiet", "and", "night"];
 
+/// The Flex device's random state is process-wide and `teacher` seeds it: the tests of this
+/// file take turns, so a seeded pipeline run is not re-seeded by another test halfway through.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ember-classify-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -87,6 +94,7 @@ fn recipe() -> ClassifyRecipe {
 
 #[test]
 fn the_pipeline_fine_tunes_distils_and_writes_students_other_tools_read() {
+    let _serial = serial();
     let (tdir, data_dir, out) = (temp("teacher"), temp("data"), temp("out"));
     teacher(&tdir);
     std::fs::create_dir_all(&data_dir).unwrap();
@@ -173,6 +181,7 @@ fn the_pipeline_fine_tunes_distils_and_writes_students_other_tools_read() {
 
 #[test]
 fn glue_layouts_and_single_files_are_read() {
+    let _serial = serial();
     let dir = temp("glue");
     std::fs::create_dir_all(&dir).unwrap();
     // RTE's layout: index, sentence1, sentence2, label.
@@ -202,6 +211,7 @@ fn glue_layouts_and_single_files_are_read() {
 
 #[test]
 fn bad_input_is_refused_before_any_work() {
+    let _serial = serial();
     let dir = temp("bad");
     std::fs::create_dir_all(&dir).unwrap();
     // Unknown GLUE task, missing dev file, dev labels the train split lacks.

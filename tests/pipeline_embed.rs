@@ -14,6 +14,13 @@ const WORDS: [&str; 30] = [
     "over", "boat", "line", "rope",
 ];
 
+/// The Flex device's random state is process-wide and `teacher` seeds it: the tests of this
+/// file take turns, so a seeded pipeline run is not re-seeded by another test halfway through.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ember-pipeline-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -81,6 +88,7 @@ fn recipe() -> EmbedRecipe {
 
 #[test]
 fn the_pipeline_runs_and_writes_students_other_tools_read() {
+    let _serial = serial();
     let (tdir, out) = (temp("teacher"), temp("out"));
     teacher(&tdir);
     let device = Device::flex();
@@ -153,6 +161,7 @@ fn the_pipeline_runs_and_writes_students_other_tools_read() {
 
 #[test]
 fn bad_input_is_refused_before_any_work() {
+    let _serial = serial();
     let (tdir, out) = (temp("bad-teacher"), temp("bad-out"));
     teacher(&tdir);
     let device = Device::flex();
@@ -181,6 +190,7 @@ fn bad_input_is_refused_before_any_work() {
 
 #[test]
 fn every_recipe_option_runs_and_frozen_tables_stay_the_teachers() {
+    let _serial = serial();
     let (tdir, out) = (temp("options-teacher"), temp("options-out"));
     teacher(&tdir);
     let device = Device::flex();
@@ -212,6 +222,7 @@ fn every_recipe_option_runs_and_frozen_tables_stay_the_teachers() {
 
 #[test]
 fn a_student_with_every_teacher_layer_starts_at_zero_loss_on_every_term() {
+    let _serial = serial();
     // The student keeps all three layers: it is the teacher, so the sentence, token,
     // hidden-state (layer k against teacher layer k), attention and relation terms are all 0 at
     // the first step. A wrong layer map or a mis-shaped target would show here.

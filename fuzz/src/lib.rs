@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`checkpoint`] | a Hugging Face BERT `model.safetensors` (or, first byte 0, a `config.json`) | loads or gives a typed error; a loaded model runs (or returns a typed error) |
 //! | [`quantized_model`] | a file for `ember_quant::load_quantized_bytes` | loads or gives a typed error; a loaded model's forward does not panic |
-//! | [`recipe`] | the compress example's recipe JSON | parses and validates or gives a typed error; a valid recipe round-trips |
+//! | [`recipe`] | `ember compress`'s recipe JSON | parses and validates or gives a typed error; a valid recipe round-trips |
 //! | [`tasks`] | a GLUE TSV or SuperGLUE JSONL file (first byte picks the task) | parses or gives a typed error; scoring parsed gold labels gives finite metrics or a typed error |
 //! | [`gemm`] | shapes, zero points, scales and values | every kernel this CPU runs equals the i64 reference exactly (i32 output) and within rounding (f32 output) |
 //!
@@ -111,7 +111,7 @@ pub fn quantized_model(data: &[u8]) {
     }
 }
 
-/// The compress example's recipe parser and validation (`ember_slm::pipeline::lm::Recipe`).
+/// `ember compress`'s recipe parser and validation (`ember_slm::pipeline::lm::Recipe`).
 ///
 /// Property: no panic and no unbounded allocation (validation builds the student: the recipe
 /// must bound model sizes first). A recipe that validates round-trips through JSON unchanged.
@@ -131,27 +131,10 @@ pub fn recipe(data: &[u8]) {
         let json = serde_json::to_string(&recipe).expect("a valid recipe serializes");
         let back = Recipe::parse(&json, "round-trip").expect("a valid recipe parses back");
         let (a, b) = (serde_json::to_value(&recipe).expect("JSON"), serde_json::to_value(&back).expect("JSON"));
-        assert!(same_json(&a, &b), "recipe round trip:\n{a}\n{b}");
-    }
-}
-
-/// Equal JSON trees, floats within 4ε relative (a few ulp): serde_json's default float parser (without its
-/// `float_roundtrip` feature, which Burn's own dependency on serde_json does not enable) may
-/// read the shortest decimal form of a large-exponent f64 back as its neighbour (found by this
-/// target: `lr = 9.999999999999901e97` came back as `9.9999999999999e97`).
-fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (a, b) {
-        // Integers are parsed exactly; only floats get the tolerance.
-        (Value::Number(x), Value::Number(y)) => match (x.is_f64(), x.as_f64(), y.is_f64(), y.as_f64()) {
-            (true, Some(x), true, Some(y)) => (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs()),
-            _ => x == y,
-        },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
+        // Exact: serde_json reads back the shortest decimal form of every f64 exactly with its
+        // `float_roundtrip` feature, which the workspace enables (found by this target without it:
+        // `lr = 9.999999999999901e97` came back as `9.9999999999999e97`).
+        assert_eq!(a, b, "recipe round trip");
     }
 }
 

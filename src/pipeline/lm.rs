@@ -1334,6 +1334,13 @@ mod tests {
             assert_eq!(back, r);
             assert_eq!(Recipe::parse(&serde_json::to_string(&r).unwrap(), "r.json").unwrap(), r);
         }
+        // Every f64 reads back exactly (serde_json's `float_roundtrip`): without it the fuzz
+        // target found `9.999999999999901e97` coming back as its neighbour.
+        let mut r = Recipe::quick();
+        r.teacher.train.lr = 9.999999999999901e97;
+        r.student.train.lr = 0.1 + 0.2;
+        let back: Recipe = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
         // The default student is ALBERT-style: factorized and shared.
         let s = &Recipe::default().student.model;
         assert!(s.embedding_size.is_some() && s.sharing == SharingMode::All);

@@ -22,8 +22,9 @@
 //! - [`train`]: pieces for your own fine-tuning loop (a warm-up + linear-decay schedule, AdamW
 //!   with clipping).
 //!
-//! The `compress` example runs it: `cargo run --release --example compress -- --teacher DIR
-//! --task embed --data FILE` and `… --task classify --data DIR_OR_TSV [--glue-task NAME]`.
+//! The `ember compress` command runs it: `ember compress --teacher DIR --task embed --data FILE`
+//! and `… --task classify --data DIR_OR_TSV [--glue-task NAME]` (from a clone:
+//! `cargo run --release -- compress …`).
 
 pub mod classify;
 pub mod data;

@@ -45,6 +45,17 @@ struct Args {
     student_hidden: usize,
 }
 
+/// A bad flag: one line on stderr, exit status 2.
+fn fail(msg: &str) -> ! {
+    eprintln!("distill_classifier: {msg}");
+    std::process::exit(2)
+}
+
+/// A flag's number, or [`fail`] naming the flag's form (`--seeds N`).
+fn number<T: std::str::FromStr>(text: &str, form: &str) -> T {
+    text.parse().unwrap_or_else(|_| fail(&format!("{form}: {text:?} is not a valid number")))
+}
+
 fn parse_args() -> Args {
     let mut a = Args {
         json: false,
@@ -61,28 +72,31 @@ fn parse_args() -> Args {
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
-    let value = |i: usize| args.get(i + 1).cloned().unwrap_or_else(|| panic!("{} needs a value", args[i]));
+    let value = |i: usize| args.get(i + 1).cloned().unwrap_or_else(|| fail(&format!("{} needs a value", args[i])));
     while i < args.len() {
         match args[i].as_str() {
             "--json" => a.json = true,
-            "--seeds" => a.seeds = value(i).parse().expect("--seeds N"),
-            "--temperature" => a.temperature = value(i).parse().expect("--temperature T"),
-            "--alpha" => a.alpha = value(i).parse().expect("--alpha A"),
-            "--train" => a.train = value(i).parse().expect("--train N"),
-            "--teacher-train" => a.teacher_train = value(i).parse().expect("--teacher-train N"),
-            "--epochs" => a.epochs = value(i).parse().expect("--epochs N"),
-            "--teacher-epochs" => a.teacher_epochs = value(i).parse().expect("--teacher-epochs N"),
-            "--teacher-hidden" => a.teacher_hidden = value(i).parse().expect("--teacher-hidden N"),
-            "--student-hidden" => a.student_hidden = value(i).parse().expect("--student-hidden N"),
+            "--seeds" => a.seeds = number(&value(i), "--seeds N"),
+            "--temperature" => a.temperature = number(&value(i), "--temperature T"),
+            "--alpha" => a.alpha = number(&value(i), "--alpha A"),
+            "--train" => a.train = number(&value(i), "--train N"),
+            "--teacher-train" => a.teacher_train = number(&value(i), "--teacher-train N"),
+            "--epochs" => a.epochs = number(&value(i), "--epochs N"),
+            "--teacher-epochs" => a.teacher_epochs = number(&value(i), "--teacher-epochs N"),
+            "--teacher-hidden" => a.teacher_hidden = number(&value(i), "--teacher-hidden N"),
+            "--student-hidden" => a.student_hidden = number(&value(i), "--student-hidden N"),
             "--device" => {
                 a.device = match value(i).as_str() {
                     "flex" => Device::flex(),
+                    #[cfg(feature = "ndarray")]
                     #[allow(deprecated)] // NdArray is deprecated upstream; Ember still supports it.
                     "ndarray" => Device::ndarray(),
-                    other => panic!("unknown device {other} (flex or ndarray)"),
+                    other => {
+                        fail(&format!("--device {other}: expected flex or ndarray (ndarray needs --features ndarray)"))
+                    }
                 }
             }
-            other => panic!("unknown argument {other}"),
+            other => fail(&format!("unknown argument {other}")),
         }
         i += if args[i] == "--json" { 1 } else { 2 };
     }

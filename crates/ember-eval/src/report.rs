@@ -1,9 +1,10 @@
 //! The compression report: one row per stage (dense, distilled, pruned, quantized, …) with
-//! size, quality, latency and an energy estimate, written as markdown, JSON and an SVG plot of
-//! quality against size.
+//! size, quality, latency and an energy estimate, written as markdown, JSON and (with the `plot`
+//! feature) an SVG figure of quality against size and against latency at batch 1 and 32.
 
 use std::path::Path;
 
+#[cfg(feature = "plot")]
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -223,81 +224,142 @@ impl CompressionReport {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// An SVG scatter plot of the metric against size (MB), one labelled point per stage.
+    /// An SVG figure of three panels: the quality metric against size (MB), against batch-1
+    /// latency and against batch-32 latency (ms), one labelled point per stage joined in stage
+    /// order, the floor (if any) as a dashed line (feature `plot`, which brings in `plotters`).
+    /// Sizes and latencies start at zero; labels are placed beside their points where they
+    /// cover no other point or label.
     ///
     /// # Errors
     /// [`EvalError::InvalidConfig`] if plotting fails.
+    #[cfg(feature = "plot")]
     pub fn to_svg(&self) -> Result<String> {
-        let mut svg = String::new();
         let err = |e: String| EvalError::InvalidConfig {
             what: "SVG plot".into(),
             value: e,
             expected: "a drawable report".into(),
         };
+        let mut svg = String::new();
+        let metric = self.rows.first().map_or_else(|| "metric".to_string(), |r| r.metric.clone());
+        let better = match self.rows.first().and_then(|r| r.higher_is_better) {
+            Some(true) => " (higher is better)",
+            Some(false) => " (lower is better)",
+            None => "",
+        };
+        let q: Vec<f64> = self.rows.iter().map(|r| r.metric_value).collect();
+        let floor = self.floor.as_ref().map(|f| (f.label.clone(), f.value));
+        let y_range = {
+            let all: Vec<f64> = q.iter().copied().chain(floor.as_ref().map(|f| f.1)).collect();
+            let (lo, hi) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+            let pad = ((hi - lo).abs() * 0.12).max(hi.abs() * 0.01).max(1e-6);
+            (lo - pad)..(hi + pad)
+        };
+        let panels: [(&str, Vec<f64>); 3] = [
+            ("size (MB)", self.rows.iter().map(|r| r.bytes as f64 / 1e6).collect()),
+            ("latency p50, batch 1 (ms)", self.rows.iter().map(|r| r.latency_p50_ms_b1).collect()),
+            ("latency p50, batch 32 (ms)", self.rows.iter().map(|r| r.latency_p50_ms_b32).collect()),
+        ];
+        const PALETTE: [RGBColor; 6] = [
+            RGBColor(31, 119, 180),
+            RGBColor(255, 127, 14),
+            RGBColor(44, 160, 44),
+            RGBColor(214, 39, 40),
+            RGBColor(148, 103, 189),
+            RGBColor(140, 86, 75),
+        ];
+        let grid = RGBColor(228, 228, 228);
+        let path = RGBColor(170, 170, 170);
         {
-            let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, (1260, 440)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-            let mb: Vec<f64> = self.rows.iter().map(|r| r.bytes as f64 / 1e6).collect();
-            let mut q: Vec<f64> = self.rows.iter().map(|r| r.metric_value).collect();
-            let floor = self.floor.as_ref().map(|f| f.value);
-            let points = q.len();
-            q.extend(floor);
-            let span = |v: &[f64]| {
-                let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
-                let pad = ((hi - lo).abs() * 0.15).max(hi.abs() * 0.05).max(1e-6);
-                (lo - pad)..(hi + pad)
-            };
-            let metric = self.rows.first().map_or_else(|| "metric".to_string(), |r| r.metric.clone());
-            let mut chart = ChartBuilder::on(&root)
-                .caption(format!("{metric} against model size"), ("sans-serif", 22))
-                .margin(16)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(span(&mb), span(&q))
+            let body = root
+                .titled(&format!("{metric}{better} against size and latency, per stage"), ("sans-serif", 20))
                 .map_err(|e| err(e.to_string()))?;
-            chart
-                .configure_mesh()
-                .x_desc("size (MB)")
-                .y_desc(metric.as_str())
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-            let x_range = span(&mb);
-            if let (Some(f), Some(label)) = (floor, self.floor.as_ref().map(|f| f.label.clone())) {
+            for (k, (panel, (x_desc, xs))) in body.split_evenly((1, 3)).iter().zip(&panels).enumerate() {
+                let x_max = xs.iter().copied().fold(0.0f64, f64::max).max(1e-9) * 1.15;
+                let mut chart = ChartBuilder::on(panel)
+                    .margin(14)
+                    .x_label_area_size(44)
+                    .y_label_area_size(64)
+                    .build_cartesian_2d(0.0..x_max, y_range.clone())
+                    .map_err(|e| err(e.to_string()))?;
                 chart
-                    .draw_series(LineSeries::new([(x_range.start, f), (x_range.end, f)], RED.stroke_width(1)))
-                    .map_err(|e| err(e.to_string()))?
-                    .label(label)
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
-            }
-            chart
-                .draw_series(self.rows.iter().zip(mb.iter().zip(&q[..points])).map(|(r, (x, y))| {
-                    EmptyElement::at((*x, *y))
-                        + Circle::new((0, 0), 5, BLUE.filled())
-                        + Text::new(r.stage.clone(), (8, -8), ("sans-serif", 14))
-                }))
-                .map_err(|e| err(e.to_string()))?;
-            if floor.is_some() {
-                // Drawn last, in a corner, so the points do not cover it.
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .background_style(WHITE)
-                    .border_style(BLACK)
+                    .configure_mesh()
+                    .light_line_style(TRANSPARENT)
+                    .bold_line_style(grid)
+                    .x_labels(6)
+                    .y_labels(6)
+                    .x_desc(*x_desc)
+                    .y_desc(metric.as_str())
+                    .axis_desc_style(("sans-serif", 14))
+                    .label_style(("sans-serif", 12))
                     .draw()
                     .map_err(|e| err(e.to_string()))?;
+                if let Some((label, f)) = &floor {
+                    chart
+                        .draw_series(DashedLineSeries::new([(0.0, *f), (x_max, *f)], 6, 4, RED.stroke_width(1)))
+                        .map_err(|e| err(e.to_string()))?;
+                    if k == 0 {
+                        // Named once, at the right end of the first panel's line.
+                        let (fx, fy) = chart.backend_coord(&(x_max, *f));
+                        root.draw(&Text::new(
+                            label.clone(),
+                            (fx - 7 * label.len() as i32 - 4, fy - 16),
+                            ("sans-serif", 12).into_font().color(&RED),
+                        ))
+                        .map_err(|e| err(e.to_string()))?;
+                    }
+                }
+                let points: Vec<(f64, f64)> = xs.iter().copied().zip(q.iter().copied()).collect();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), path.stroke_width(1)))
+                    .map_err(|e| err(e.to_string()))?;
+                chart
+                    .draw_series(
+                        points.iter().enumerate().map(|(i, p)| Circle::new(*p, 5, PALETTE[i % PALETTE.len()].filled())),
+                    )
+                    .map_err(|e| err(e.to_string()))?;
+                // Labels in pixels: beside the point, where they cover no marker or earlier label.
+                let (xr, yr) = chart.plotting_area().get_pixel_range();
+                let px: Vec<(i32, i32)> = points.iter().map(|p| chart.backend_coord(p)).collect();
+                let mut taken: Vec<[i32; 4]> = px.iter().map(|&(x, y)| [x - 6, y - 6, x + 6, y + 6]).collect();
+                let overlaps = |a: &[i32; 4], b: &[i32; 4]| a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+                for (i, (r, &(x, y))) in self.rows.iter().zip(&px).enumerate() {
+                    let w = 7 * r.stage.chars().count() as i32;
+                    let h = 14;
+                    // Beside the point first, then further above and below; each kept inside the
+                    // plotting area.
+                    let clamp = |(cx, cy): (i32, i32)| {
+                        (cx.clamp(xr.start, (xr.end - w).max(xr.start)), cy.clamp(yr.start, (yr.end - h).max(yr.start)))
+                    };
+                    let mut candidates = Vec::new();
+                    for dy in [-18, 4, -30, 16, -42, 28, -54, 40] {
+                        for cx in [x + 9, x - 9 - w, x - w / 2] {
+                            candidates.push(clamp((cx, y + dy)));
+                        }
+                    }
+                    let free = |&(cx, cy): &(i32, i32)| !taken.iter().any(|t| overlaps(&[cx, cy, cx + w, cy + h], t));
+                    let (cx, cy) = candidates.iter().find(|c| free(c)).copied().unwrap_or(candidates[0]);
+                    taken.push([cx, cy, cx + w, cy + h]);
+                    let style = ("sans-serif", 13).into_font().color(&PALETTE[i % PALETTE.len()].mix(0.95));
+                    root.draw(&Text::new(r.stage.clone(), (cx, cy), style)).map_err(|e| err(e.to_string()))?;
+                }
             }
             root.present().map_err(|e| err(e.to_string()))?;
         }
         Ok(svg)
     }
 
-    /// Writes `<stem>.md`, `<stem>.json` and `<stem>.svg` into `dir`.
+    /// Writes `<stem>.md`, `<stem>.json` and, with the `plot` feature, `<stem>.svg` into `dir`.
+    /// The plot is drawn before anything is written, so a plotting error writes no file.
     ///
     /// # Errors
-    /// [`EvalError::Io`] for write failures, and [`CompressionReport::to_svg`]'s errors.
+    /// [`EvalError::Io`] for write failures, and `CompressionReport::to_svg`'s errors.
     pub fn write(&self, dir: &Path, stem: &str) -> Result<()> {
-        let svg = self.to_svg()?;
-        for (ext, body) in [("md", self.to_markdown()), ("json", self.to_json()), ("svg", svg)] {
+        let files = [("md", self.to_markdown()), ("json", self.to_json())].into_iter();
+        #[cfg(feature = "plot")]
+        let files = files.chain([("svg", self.to_svg()?)]);
+        for (ext, body) in files {
             let path = dir.join(format!("{stem}.{ext}"));
             std::fs::write(&path, body)
                 .map_err(|e| EvalError::Io { path: path.display().to_string(), message: e.to_string() })?;

@@ -142,6 +142,41 @@ impl SuperGlueTask {
         SuperGlueTask::AxG,
     ];
 
+    /// The task of a name as people write it: case, `-`, `_` and spaces ignored (`BoolQ`,
+    /// `cb`, `AX-b`, `axg`, `MultiRC`, `ReCoRD`, …).
+    ///
+    /// ```
+    /// use ember_eval::SuperGlueTask;
+    /// assert_eq!(SuperGlueTask::from_name("BoolQ").unwrap(), SuperGlueTask::BoolQ);
+    /// assert_eq!(SuperGlueTask::from_name("AX-b").unwrap(), SuperGlueTask::AxB);
+    /// assert!(SuperGlueTask::from_name("sst-2").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`EvalError::InvalidConfig`] listing the names known.
+    pub fn from_name(name: &str) -> Result<SuperGlueTask> {
+        let key: String = name.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).collect::<String>().to_lowercase();
+        Ok(match key.as_str() {
+            "boolq" => SuperGlueTask::BoolQ,
+            "cb" | "commitmentbank" => SuperGlueTask::Cb,
+            "copa" => SuperGlueTask::Copa,
+            "multirc" => SuperGlueTask::MultiRc,
+            "record" => SuperGlueTask::Record,
+            "rte" => SuperGlueTask::Rte,
+            "wic" => SuperGlueTask::Wic,
+            "wsc" => SuperGlueTask::Wsc,
+            "axb" => SuperGlueTask::AxB,
+            "axg" => SuperGlueTask::AxG,
+            _ => {
+                return Err(EvalError::InvalidConfig {
+                    what: "SuperGLUE task".into(),
+                    value: name.into(),
+                    expected: "one of BoolQ, CB, COPA, MultiRC, ReCoRD, RTE, WiC, WSC, AX-b, AX-g".into(),
+                });
+            }
+        })
+    }
+
     /// Label names in class-index order (MultiRC: per answer option; ReCoRD: none).
     pub fn labels(&self) -> &'static [&'static str] {
         match self {

@@ -84,13 +84,22 @@ impl Lcg {
     }
 }
 
+/// A bad flag: one line on stderr, exit status 2.
+fn fail(msg: &str) -> ! {
+    eprintln!("gemm_table: {msg}");
+    std::process::exit(2)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let threads: usize = arg("--threads").map_or(1, |v| v.parse().expect("--threads N"));
+    let threads: usize =
+        arg("--threads").map_or(1, |v| v.parse().unwrap_or_else(|_| fail("--threads N: expected a count")));
     let json = args.iter().any(|a| a == "--json");
     let scaling = args.iter().any(|a| a == "--scaling") && threads > 1;
-    let min_ms: f64 = arg("--min-ms").map_or(200.0, |v| v.parse().expect("--min-ms MS"));
+    let min_ms: f64 = arg("--min-ms").map_or(200.0, |v| {
+        v.parse().ok().filter(|m: &f64| *m > 0.0).unwrap_or_else(|| fail("--min-ms MS: expected a positive number"))
+    });
     let kernel = match arg("--kernel") {
         Some(name) => match KernelId::from_name(&name).and_then(|k| {
             if k.is_supported() {
@@ -111,8 +120,12 @@ fn main() {
         Some(s) => s
             .split(',')
             .map(|t| {
-                let d: Vec<usize> = t.split(':').map(|x| x.parse().expect("--shapes M:K:N,...")).collect();
-                assert_eq!(d.len(), 3, "--shapes M:K:N,...");
+                let d: Vec<usize> = t
+                    .split(':')
+                    .map(|x| x.parse().ok().filter(|&n: &usize| n > 0))
+                    .collect::<Option<_>>()
+                    .filter(|d: &Vec<usize>| d.len() == 3)
+                    .unwrap_or_else(|| fail(&format!("--shapes {t}: expected M:K:N,... with positive sizes")));
                 (d[0], d[1], d[2])
             })
             .collect(),

@@ -554,7 +554,7 @@ impl Encoder {
     /// let pad = Tensor::<2, Bool>::from_data(TensorData::from([[false, false, false], [false, true, true]]), &device);
     /// let y = enc.forward_real_tokens(x, Some(pad)).unwrap();
     /// assert_eq!(y.dims(), [2, 3, 16]);
-    /// let padded: Vec<f32> = y.slice([1..2, 1..3, 0..16]).into_data().to_vec().unwrap();
+    /// let padded: Vec<f32> = y.slice([1..2, 1..3, 0..16]).into_data().try_to_vec().unwrap();
     /// assert!(padded.iter().all(|&v| v == 0.0));
     /// ```
     pub fn forward_real_tokens(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> Result<Tensor<3>> {

@@ -24,7 +24,7 @@
 use burn::tensor::{Device, Tensor};
 use ember_eval::{LatencyConfig, measure};
 use ember_models::{Bert, TextTokenizer};
-use ember_quant::{QuantizeConfig, Quantizer, set_int8_threads};
+use ember_quant::{QuantizeConfig, Quantizer, set_cpu_threads};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -141,15 +141,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 fn device(name: &str) -> Device {
     match name {
         "flex" => Device::flex(),
+        #[cfg(feature = "ndarray")]
         "ndarray" => Device::ndarray(),
-        other => fail!("--device {other}: expected flex or ndarray"),
+        other => fail!("--device {other}: expected flex or ndarray (ndarray needs --features ndarray)"),
     }
 }
 
 fn main() {
     let args = parse();
-    rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().expect("rayon pool");
-    set_int8_threads(args.threads);
+    // Burn's CPU ops (Rayon's pool) and Ember's kernels, in one setting.
+    if let Err(e) = set_cpu_threads(args.threads) {
+        fail!("--threads {}: {e}", args.threads);
+    }
     let device = device(&args.device);
 
     let sentences: Vec<String> = match &args.sentences {

@@ -38,8 +38,16 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => json = true,
-            "--threads" => threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
-            other => panic!("unknown argument {other} (--json, --threads N)"),
+            "--threads" => {
+                threads = args.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| {
+                    eprintln!("prune_table: --threads N: expected a count of at least 1");
+                    std::process::exit(2)
+                })
+            }
+            other => {
+                eprintln!("prune_table: unknown argument {other} (--json, --threads N)");
+                std::process::exit(2)
+            }
         }
     }
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");

@@ -28,15 +28,21 @@ struct Args {
     gpu_weights: ember_quant::GpuInt8Weights,
 }
 
+/// A bad flag: one line on stderr, exit status 2.
+fn fail(usage: &str) -> ! {
+    eprintln!("linear_table: expected {usage}");
+    std::process::exit(2)
+}
+
 fn parse() -> Args {
     let mut a = Args { json: false, threads: 1, min_ms: 600, device: "flex".into(), gpu_weights: Default::default() };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--json" => a.json = true,
-            "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
-            "--min-ms" => a.min_ms = it.next().and_then(|v| v.parse().ok()).expect("--min-ms MS"),
-            "--device" => a.device = it.next().expect("--device flex|ndarray|wgpu"),
+            "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| fail("--threads N")),
+            "--min-ms" => a.min_ms = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| fail("--min-ms MS")),
+            "--device" => a.device = it.next().unwrap_or_else(|| fail("--device flex|ndarray|wgpu")),
             "--gpu-weights" => {
                 a.gpu_weights = match it.next().as_deref() {
                     Some("words") => ember_quant::GpuInt8Weights::Words,
@@ -90,11 +96,12 @@ fn main() {
     #[allow(deprecated)]
     let device = match args.device.as_str() {
         "flex" => Device::flex(),
+        #[cfg(feature = "ndarray")]
         "ndarray" => Device::ndarray(),
         #[cfg(feature = "wgpu")]
         "wgpu" => Device::wgpu(Default::default()),
         other => {
-            eprintln!("unknown device {other} (wgpu needs --features wgpu)");
+            eprintln!("unknown device {other} (ndarray needs --features ndarray, wgpu --features wgpu)");
             std::process::exit(2);
         }
     };

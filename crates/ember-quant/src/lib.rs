@@ -97,7 +97,7 @@ pub use io::{file_metadata, load_quantized, save_quantized, save_quantized_with}
 pub use linear::{LayerQuantization, Linear, LinearConfig, LinearQuantState};
 pub use observer::{Observer, ObserverConfig};
 pub use report::{ErrorStats, LayerReport, QuantReport, compare};
-pub use runtime::{Int8Route, cpu_device, int8_route, int8_threads, set_int8_threads};
+pub use runtime::{Int8Route, cpu_device, int8_route, int8_threads, set_cpu_threads, set_int8_threads};
 pub use scheme::{QuantDtype, WeightGranularity};
 pub use select::selection;
 pub use spec::{ActivationGranularity, ActivationMode, LinearQuantSpec};

@@ -16,9 +16,47 @@ static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets how many threads Ember's int8 kernels use (`0`, the default, means every core the
 /// process may run on). Like `torch.set_num_threads`, this is process-wide; Burn's own float
-/// ops keep their own (rayon) setting.
+/// ops keep their own (rayon) setting: [`set_cpu_threads`] sets both.
 pub fn set_int8_threads(threads: usize) {
     THREADS.store(threads, Ordering::Relaxed);
+}
+
+/// Sets the thread count of all CPU work in one call: Ember's kernels ([`set_int8_threads`])
+/// and Rayon's global pool, which Burn's CPU backends (Flex, NdArray) run their float ops on.
+/// `0` means every core the process may run on. Call it once, early: Rayon's global pool can
+/// be sized only before its first use.
+///
+/// # Errors
+/// [`QuantError::InvalidConfig`] when Rayon's global pool already exists with another size
+/// (something used it first); Ember's kernels take `threads` even then.
+///
+/// ```standalone_crate
+/// // (Run in its own process: the pool is process-wide.)
+/// ember_quant::set_cpu_threads(1).unwrap();
+/// assert_eq!(ember_quant::int8_threads(), 1);
+/// // Asking again for the size it has is fine; another size is a typed error.
+/// ember_quant::set_cpu_threads(1).unwrap();
+/// assert!(ember_quant::set_cpu_threads(64).is_err());
+/// ```
+pub fn set_cpu_threads(threads: usize) -> Result<()> {
+    set_int8_threads(threads);
+    if rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().is_ok() {
+        return Ok(());
+    }
+    let have = rayon::current_num_threads();
+    let want = if threads == 0 { std::thread::available_parallelism().map_or(have, |n| n.get()) } else { threads };
+    if have == want {
+        Ok(())
+    } else {
+        Err(QuantError::InvalidConfig {
+            what: "threads",
+            value: threads.to_string(),
+            expected: format!(
+                "the size of Rayon's global pool, which was already built with {have} threads (call \
+                 set_cpu_threads before any Burn CPU op); Ember's kernels now use {threads}"
+            ),
+        })
+    }
 }
 
 /// The current [`set_int8_threads`] value.

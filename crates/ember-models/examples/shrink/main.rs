@@ -30,7 +30,7 @@ mod stages;
 use burn::tensor::Device;
 use ember_eval::{LatencyConfig, measure};
 use ember_models::{AlbertConfig, Bert, Encoded, TextTokenizer};
-use ember_quant::set_int8_threads;
+use ember_quant::set_cpu_threads;
 use stages::{BoxError, Plan, cosine, rows};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,8 +104,7 @@ fn median(v: &[f64]) -> f64 {
 
 fn run() -> Result<(), BoxError> {
     let args = parse()?;
-    rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global()?;
-    set_int8_threads(args.threads);
+    set_cpu_threads(args.threads)?;
     let device = Device::flex();
     let sentences: Vec<String> = match &args.sentences {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
