@@ -127,6 +127,7 @@ fn bad_input_is_one_line_and_exit_status_1() {
     refused(&["eval", "--task", "imdb", "--dev", s(&missing), "--predictions", s(&missing)], "imdb");
     refused(&["eval", "--task", "sst-2", "--dev", s(&missing), "--predictions", s(&missing)], "missing");
     refused(&["eval", "--task", "sst-2", "--dev", s(&missing)], "--predictions");
+    refused(&["eval", "--task", "cb", "--dev", "val.jsonl", "--model", s(&model)], "--model runs GLUE tasks");
     refused(&["compress", "--teacher", s(&model)], "--task");
     refused(&["compress", "--teacher", s(&model), "--task", "embed"], "needs --data");
     refused(&["compress", "--quick", "--recipe", s(&missing)], "cannot be used with");

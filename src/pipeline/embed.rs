@@ -401,12 +401,12 @@ pub fn run(
             Ok(all)
         })
         .collect::<Result<_>>()?;
-    let teacher_sims = pair_similarities(&embeddings[0]);
+    let teacher_sims = ember_eval::pair_cosines(&embeddings[0])?;
     for ((s, _), e) in stages.iter_mut().zip(&embeddings) {
         let mut c = Correlation::new();
-        c.update(&pair_similarities(e), &teacher_sims)?;
+        c.update(&ember_eval::pair_cosines(e)?, &teacher_sims)?;
         s.spearman = c.spearman()?;
-        let cos: Vec<f64> = e.iter().zip(&embeddings[0]).map(|(a, b)| cosine(a, b)).collect();
+        let cos = ember_eval::row_cosines(e, &embeddings[0])?;
         s.cos_mean = cos.iter().sum::<f64>() / cos.len() as f64;
         s.cos_min = cos.iter().copied().fold(f64::INFINITY, f64::min);
     }
@@ -714,22 +714,4 @@ pub(crate) fn batch1_macs(model: &Bert, t: u64) -> (u64, u64) {
 fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, d] = t.dims();
     Ok(host(t, "embeddings")?.chunks(d).map(<[f32]>::to_vec).collect())
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
-}
-
-/// Cosine similarity of every pair `i < j`.
-pub fn pair_similarities(e: &[Vec<f32>]) -> Vec<f64> {
-    let mut out = Vec::with_capacity(e.len() * e.len().saturating_sub(1) / 2);
-    for i in 0..e.len() {
-        for j in i + 1..e.len() {
-            out.push(cosine(&e[i], &e[j]));
-        }
-    }
-    out
 }

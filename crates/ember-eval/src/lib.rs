@@ -23,6 +23,8 @@
 //! - [`superglue`] — [`SuperGlueTask`]: official JSONL readers, metrics, [`superglue_score`].
 //! - [`latency`] — [`measure`]: warm-up, budgets, p50/p90/p99, items/s and tokens/s.
 //! - [`report`] — [`CompressionReport`] (markdown, JSON, SVG) and [`EnergyModel`] (Horowitz 2014).
+//! - [`similarity`] — [`cosine`], [`row_cosines`], [`pair_cosines`]: how close compressed
+//!   embeddings stay to the original's.
 //! - [`language`] — [`Perplexity`], [`SquadMetric`], [`MultiRc`], [`normalize_answer`].
 //! - [`size`] — [`ModelSize`]: bytes by component and dtype for any Burn module, [`file_size`],
 //!   linear multiply-accumulates by dtype for the energy estimate.
@@ -39,6 +41,7 @@ pub mod language;
 pub mod latency;
 pub mod regression;
 pub mod report;
+pub mod similarity;
 pub mod size;
 pub mod superglue;
 pub mod tensor;
@@ -50,6 +53,7 @@ pub use language::{MultiRc, Perplexity, SquadMetric, exact_match, normalize_answ
 pub use latency::{LatencyConfig, LatencyReport, measure, percentile, summarize};
 pub use regression::{Correlation, average_ranks};
 pub use report::{CompressionReport, EnergyModel, MetricFloor, StageRow};
+pub use similarity::{cosine, pair_cosines, row_cosines};
 pub use size::{Component, ModelSize, TensorSize, file_size};
 pub use superglue::{
     MultiRcQuestion, RecordQuery, SgExample, SgScore, SgSplit, SuperGlueTask, evaluate_multirc, evaluate_record,

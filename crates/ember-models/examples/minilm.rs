@@ -127,16 +127,6 @@ fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut d, mut x, mut y) = (0f64, 0f64, 0f64);
-    for (p, q) in a.iter().zip(b) {
-        d += f64::from(*p) * f64::from(*q);
-        x += f64::from(*p).powi(2);
-        y += f64::from(*q).powi(2);
-    }
-    d / (x.sqrt() * y.sqrt()).max(1e-30)
-}
-
 #[allow(deprecated)] // NdArray is deprecated upstream; Ember still supports it.
 fn device(name: &str) -> Device {
     match name {
@@ -192,7 +182,7 @@ fn main() {
         f32_rows.extend(rows(model.embed(&b).unwrap()));
         int8_rows.extend(rows(int8.embed(&b).unwrap()));
     }
-    let cos: Vec<f64> = f32_rows.iter().zip(&int8_rows).map(|(a, b)| cosine(a, b)).collect();
+    let cos = ember_eval::row_cosines(&f32_rows, &int8_rows).unwrap_or_else(|e| fail!("{e}"));
     let cos_mean = cos.iter().sum::<f64>() / cos.len() as f64;
     let cos_min = cos.iter().copied().fold(f64::INFINITY, f64::min);
 

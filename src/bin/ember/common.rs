@@ -343,17 +343,6 @@ pub fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     Ok(v.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
 }
 
-/// Cosine of two vectors (0 when either is zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut d, mut x, mut y) = (0f64, 0f64, 0f64);
-    for (p, q) in a.iter().zip(b) {
-        d += f64::from(*p) * f64::from(*q);
-        x += f64::from(*p).powi(2);
-        y += f64::from(*q).powi(2);
-    }
-    if x == 0.0 || y == 0.0 { 0.0 } else { d / (x.sqrt() * y.sqrt()) }
-}
-
 /// Sentences the model-checking commands use when the user gives none: varied lengths and
 /// topics, as a quick sanity set (not a benchmark corpus).
 pub const BUILT_IN_SENTENCES: [&str; 16] = [

@@ -13,7 +13,7 @@ use ember_slm::quant::{ActivationMode, CalibrationConfig, Calibrator, ObserverCo
 use serde_json::json;
 
 use crate::common::{
-    Layout, Model, Net, Result, RunOpts, cosine, fresh_dir, io_err, median, read_sentences, rows, usage, write_atomic,
+    Layout, Model, Net, Result, RunOpts, fresh_dir, io_err, median, read_sentences, rows, usage, write_atomic,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -57,16 +57,81 @@ fn outputs(model: &Model, sentences: &[String]) -> Result<Vec<Vec<f32>>> {
     Ok(all)
 }
 
-/// Per-row cosine (mean, min) of two output sets, and for classifiers the share of rows whose
-/// arg-max agrees.
-fn agreement(a: &[Vec<f32>], b: &[Vec<f32>], classifier: bool) -> (f64, f64, Option<f64>) {
-    let cos: Vec<f64> = a.iter().zip(b).map(|(x, y)| cosine(x, y)).collect();
-    let mean = cos.iter().sum::<f64>() / cos.len().max(1) as f64;
-    let min = cos.iter().copied().fold(f64::INFINITY, f64::min);
-    let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j]));
-    let agree = (classifier && a.first().is_some_and(|r| r.len() > 1))
-        .then(|| a.iter().zip(b).filter(|(x, y)| argmax(x) == argmax(y)).count() as f64 / a.len().max(1) as f64);
-    (mean, min, agree)
+/// How a converted model (`after`) compares with its original (`before`) on the same sentences:
+/// the cosine of each output row (sentence embedding, or a classifier's logits) with the
+/// original's, for classifiers the share of rows whose arg-max agrees, and (when timed) the p50
+/// latency of both at batch 1 and 32, measured round-robin in the same run.
+struct Comparison {
+    sentences: usize,
+    cos_mean: f64,
+    cos_min: f64,
+    agree: Option<f64>,
+    /// `[model][batch 1, batch 32]` (p50, p90) ms.
+    times: Option<Vec<Vec<(f64, f64)>>>,
+    threads: usize,
+}
+
+impl Comparison {
+    fn new(before: &Model, after: &Model, sentences: &[String], latency_ms: u64, threads: usize) -> Result<Self> {
+        let (a, b) = (outputs(before, sentences)?, outputs(after, sentences)?);
+        let cos = ember_slm::eval::row_cosines(&a, &b)?;
+        let cos_mean = cos.iter().sum::<f64>() / cos.len().max(1) as f64;
+        let cos_min = cos.iter().copied().fold(f64::INFINITY, f64::min);
+        let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let classifier = matches!(before.net, Net::Classifier(..)) && a.first().is_some_and(|r| r.len() > 1);
+        let agree = classifier
+            .then(|| a.iter().zip(&b).filter(|(x, y)| argmax(x) == argmax(y)).count() as f64 / a.len().max(1) as f64);
+        let times = if latency_ms > 0 {
+            let batches = [before.encode(&sentences[..1])?, before.encode(&cycled(sentences, 32))?];
+            Some(latencies(&[before, after], &batches, latency_ms, threads)?)
+        } else {
+            None
+        };
+        Ok(Comparison { sentences: sentences.len(), cos_mean, cos_min, agree, times, threads })
+    }
+
+    /// Its fields of a report, the two models named `names`.
+    fn json(&self, names: [&str; 2]) -> serde_json::Map<String, serde_json::Value> {
+        let v = json!({
+            "sentences": self.sentences,
+            "output_cosine_mean": self.cos_mean,
+            "output_cosine_min": self.cos_min,
+            "argmax_agreement": self.agree,
+            "latency_p50_ms": self.times.as_ref().map(|t| json!({
+                names[0]: {"batch_1": t[0][0].0, "batch_32": t[0][1].0},
+                names[1]: {"batch_1": t[1][0].0, "batch_32": t[1][1].0},
+            })),
+            "machine": machine_json(self.threads),
+        });
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// Its lines of a printed report: output agreement (`what`), then the machine and a latency
+    /// table of the two models named `names`.
+    fn text(&self, s: &mut String, what: &str, names: [&str; 2]) {
+        let _ = write!(
+            s,
+            "{what} on {} sentences: cosine mean {:.5}, min {:.5}",
+            self.sentences, self.cos_mean, self.cos_min
+        );
+        match self.agree {
+            Some(g) => {
+                let _ = writeln!(s, ", same arg-max on {:.1} %", 100.0 * g);
+            }
+            None => s.push('\n'),
+        }
+        if let Some(t) = &self.times {
+            let _ = writeln!(s, "{}", machine_line(self.threads));
+            let _ =
+                writeln!(s, "| batch | {} p50 ms | {} p50 ms | speed-up |\n|---:|---:|---:|---:|", names[0], names[1]);
+            for (k, b) in [1, 32].iter().enumerate() {
+                let _ = writeln!(s, "| {b} | {:.2} | {:.2} | {:.2}× |", t[0][k].0, t[1][k].0, t[0][k].0 / t[1][k].0);
+            }
+        }
+    }
 }
 
 /// p50 latency (ms) of each model at each batch, measured round-robin (three rounds, the
@@ -103,32 +168,6 @@ fn latencies(models: &[&Model], batches: &[Encoded], min_ms: u64, threads: usize
         .into_iter()
         .map(|per_batch| per_batch.into_iter().map(|(mut p50, mut p90)| (median(&mut p50), median(&mut p90))).collect())
         .collect())
-}
-
-/// The comparison lines of `quantize` and `prune`: output agreement, then (when timed) the
-/// machine and a latency table of the two models (`names`) at batch 1 and 32.
-fn comparison(
-    s: &mut String,
-    what: &str,
-    (cos_mean, cos_min, agree): (f64, f64, Option<f64>),
-    times: Option<&[Vec<(f64, f64)>]>,
-    names: [&str; 2],
-    threads: usize,
-) {
-    let _ = write!(s, "{what}: cosine mean {cos_mean:.5}, min {cos_min:.5}");
-    match agree {
-        Some(g) => {
-            let _ = writeln!(s, ", same arg-max on {:.1} %", 100.0 * g);
-        }
-        None => s.push('\n'),
-    }
-    if let Some(t) = times {
-        let _ = writeln!(s, "{}", machine_line(threads));
-        let _ = writeln!(s, "| batch | {} p50 ms | {} p50 ms | speed-up |\n|---:|---:|---:|---:|", names[0], names[1]);
-        for (k, b) in [1, 32].iter().enumerate() {
-            let _ = writeln!(s, "| {b} | {:.2} | {:.2} | {:.2}× |", t[0][k].0, t[1][k].0, t[0][k].0 / t[1][k].0);
-        }
-    }
 }
 
 fn check_fraction(flag: &str, v: f64) -> Result<()> {
@@ -260,17 +299,10 @@ pub fn quantize(a: &QuantizeArgs) -> Result<()> {
     model.copy_tokenizer(&a.out)?;
     // Measured as a user would run it: reloaded from the files just written.
     let int8 = Model::load(&a.out, &device, None)?;
-    let (f, q) = (outputs(&model, &sentences)?, outputs(&int8, &sentences)?);
-    let (cos_mean, cos_min, agree) = agreement(&f, &q, matches!(model.net, Net::Classifier(..)));
-    let threads = a.run.threads_used();
-    let times = if a.latency_ms > 0 {
-        let batches = [model.encode(&sentences[..1])?, model.encode(&cycled(&sentences, 32))?];
-        Some(latencies(&[&model, &int8], &batches, a.latency_ms, threads)?)
-    } else {
-        None
-    };
+    let cmp = Comparison::new(&model, &int8, &sentences, a.latency_ms, a.run.threads_used())?;
+    let names = ["float", "int8"];
     let float_bytes = model.weight_bytes();
-    let report = json!({
+    let mut report = json!({
         "model": a.model.display().to_string(),
         "out": a.out.display().to_string(),
         "kind": model.kind(),
@@ -280,16 +312,10 @@ pub fn quantize(a: &QuantizeArgs) -> Result<()> {
         "params": model.params()?,
         "float_bytes": float_bytes,
         "int8_bytes": int8_bytes,
-        "sentences": sentences.len(),
-        "output_cosine_mean": cos_mean,
-        "output_cosine_min": cos_min,
-        "argmax_agreement": agree,
-        "latency_p50_ms": times.as_ref().map(|t| json!({
-            "float": {"batch_1": t[0][0].0, "batch_32": t[0][1].0},
-            "int8": {"batch_1": t[1][0].0, "batch_32": t[1][1].0},
-        })),
-        "machine": machine_json(threads),
     });
+    if let Some(r) = report.as_object_mut() {
+        r.extend(cmp.json(names));
+    }
     write_atomic(&a.out.join("quantize.json"), format!("{report:#}\n").as_bytes())?;
     let mut s = String::new();
     let _ = writeln!(s, "{} ({}) → {} (int8, Ember layout)", a.model.display(), model.kind(), a.out.display());
@@ -301,8 +327,7 @@ pub fn quantize(a: &QuantizeArgs) -> Result<()> {
         int8_bytes as f64 / 1e6,
         float_bytes as f64 / int8_bytes.max(1) as f64
     );
-    let what = format!("int8 vs float outputs on {} sentences", sentences.len());
-    comparison(&mut s, &what, (cos_mean, cos_min, agree), times.as_deref(), ["float", "int8"], threads);
+    cmp.text(&mut s, "int8 vs float outputs", names);
     let _ = writeln!(s, "report: {}", a.out.join("quantize.json").display());
     print_or_json(a.json, &s, &report);
     Ok(())
@@ -445,15 +470,8 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
         }
     }
     let pruned = Model::load(&a.out, &device, None)?;
-    let (f, p) = (outputs(&model, &sentences)?, outputs(&pruned, &sentences)?);
-    let (cos_mean, cos_min, agree) = agreement(&f, &p, matches!(model.net, Net::Classifier(..)));
-    let threads = a.run.threads_used();
-    let times = if a.latency_ms > 0 {
-        let batches = [model.encode(&sentences[..1])?, model.encode(&cycled(&sentences, 32))?];
-        Some(latencies(&[&model, &pruned], &batches, a.latency_ms, threads)?)
-    } else {
-        None
-    };
+    let cmp = Comparison::new(&model, &pruned, &sentences, a.latency_ms, a.run.threads_used())?;
+    let names = ["before", "after"];
     let (before, after) = (model.params()?, pruned.params()?);
     let arch = |m: &Model| {
         let e = &m.encoder().encoder;
@@ -463,7 +481,7 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
             "neurons": e.feed_forward.iter().map(|x| x.d_ff()).collect::<Vec<_>>(),
         })
     };
-    let report = json!({
+    let mut report = json!({
         "model": a.model.display().to_string(),
         "out": a.out.display().to_string(),
         "layout": if a.ember_layout { "ember" } else { "hugging_face" },
@@ -471,16 +489,10 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
         "criterion": "wanda (weight magnitude × input-activation norm)",
         "params": {"before": before, "after": after},
         "architecture": {"before": arch(&model), "after": arch(&pruned)},
-        "sentences": sentences.len(),
-        "output_cosine_mean": cos_mean,
-        "output_cosine_min": cos_min,
-        "argmax_agreement": agree,
-        "latency_p50_ms": times.as_ref().map(|t| json!({
-            "before": {"batch_1": t[0][0].0, "batch_32": t[0][1].0},
-            "after": {"batch_1": t[1][0].0, "batch_32": t[1][1].0},
-        })),
-        "machine": machine_json(threads),
     });
+    if let Some(r) = report.as_object_mut() {
+        r.extend(cmp.json(names));
+    }
     write_atomic(&a.out.join("prune.json"), format!("{report:#}\n").as_bytes())?;
     let mut s = String::new();
     let _ = writeln!(
@@ -491,8 +503,7 @@ pub fn prune(a: &PruneArgs) -> Result<()> {
         if a.ember_layout { "Ember" } else { "Hugging Face" },
         100.0 * after as f64 / before.max(1) as f64
     );
-    let what = format!("pruned vs original outputs on {} sentences (no fine-tuning)", sentences.len());
-    comparison(&mut s, &what, (cos_mean, cos_min, agree), times.as_deref(), ["before", "after"], threads);
+    cmp.text(&mut s, "pruned vs original outputs (no fine-tuning)", names);
     let _ = writeln!(
         s,
         "report: {} (pruning without training loses quality: `ember compress` distils while it prunes)",

@@ -31,7 +31,7 @@ use burn::tensor::Device;
 use ember_eval::{LatencyConfig, measure};
 use ember_models::{AlbertConfig, Bert, Encoded, TextTokenizer};
 use ember_quant::set_cpu_threads;
-use stages::{BoxError, Plan, cosine, rows};
+use stages::{BoxError, Plan, rows};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -138,7 +138,7 @@ fn run() -> Result<(), BoxError> {
         let (params, encoder_params) = stages::params(m)?;
         let file_bytes = m.save(args.out.join(name))?;
         let emb = rows(m.embed(&all)?)?;
-        let cos: Vec<f64> = emb.iter().zip(&reference).map(|(a, b)| cosine(a, b)).collect();
+        let cos = ember_eval::row_cosines(&emb, &reference)?;
         measured.push(Measured {
             name,
             params,
@@ -246,7 +246,7 @@ fn students(teacher: &Bert, batch: &Encoded, plan: &Plan) -> Result<Vec<(String,
     }
     for (name, m) in candidates {
         let (params, encoder_params) = stages::params(&m)?;
-        let cos: Vec<f64> = rows(m.embed(batch)?)?.iter().zip(&reference).map(|(a, b)| cosine(a, b)).collect();
+        let cos = ember_eval::row_cosines(&rows(m.embed(batch)?)?, &reference)?;
         let mean = cos.iter().sum::<f64>() / cos.len() as f64;
         out.push((name, params, encoder_params, mean, cos.iter().copied().fold(f64::INFINITY, f64::min)));
     }
@@ -262,7 +262,7 @@ fn albert_check(batch: &Encoded, json: bool) -> Result<(), BoxError> {
     let model = config.init(&device)?;
     let int8 = stages::int8(&model)?;
     let (f, q) = (rows(model.embed(batch)?)?, rows(int8.embed(batch)?)?);
-    let cos: Vec<f64> = f.iter().zip(&q).map(|(a, b)| cosine(a, b)).collect();
+    let cos = ember_eval::row_cosines(&f, &q)?;
     let (mean, min) = (cos.iter().sum::<f64>() / cos.len() as f64, cos.iter().copied().fold(f64::INFINITY, f64::min));
     let h = config.hidden_size;
     let params = model.architecture()?.num_params()? + h * h + h;

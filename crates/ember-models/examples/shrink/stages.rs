@@ -88,14 +88,3 @@ pub fn rows(t: burn::tensor::Tensor<2>) -> Result<Vec<Vec<f32>>, BoxError> {
     let v = t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
     Ok(v.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
 }
-
-/// Cosine of two vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut d, mut x, mut y) = (0f64, 0f64, 0f64);
-    for (p, q) in a.iter().zip(b) {
-        d += f64::from(*p) * f64::from(*q);
-        x += f64::from(*p).powi(2);
-        y += f64::from(*q).powi(2);
-    }
-    d / (x.sqrt() * y.sqrt()).max(1e-30)
-}
