@@ -19,6 +19,8 @@
 //!   held-out perplexity measured; the typed JSON [`lm::Recipe`] holds every setting.
 //! - [`data`]: labelled task data (GLUE TSV or plain `text<TAB>label`) into batches.
 //! - [`text`]: plain text into sentences.
+//! - [`round_robin_latency`]: latency of several models at several batches, measured
+//!   interleaved in one run so that the baseline sees the same machine.
 //! - [`train`]: pieces for your own fine-tuning loop (a warm-up + linear-decay schedule, AdamW
 //!   with clipping).
 //!
@@ -104,16 +106,40 @@ pub(crate) fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> Pipel
     PipelineError::Io { path: path.display().to_string(), message: e.to_string() }
 }
 
-/// Median latencies (batch 1, batch 32) of `call` on every model, measured round-robin (three
-/// rounds of each model at `batches[0]` then `batches[1]`, at least `min_ms` per measurement)
-/// so that a machine's drift is shared by all models.
-pub(crate) fn round_robin<M, T>(
+/// Latency of `call` on every model at every batch, measured round-robin so that a noisy
+/// machine's drift is shared by all models: three rounds, each timing every model at every
+/// batch in turn (after 2 warm-up calls, at least 3 calls and `min_ms` ms per measurement, with
+/// [`ember_eval::measure`]). Returns `[model][batch]` = (median of the rounds' p50, median of the
+/// rounds' p90), in ms. `call` should finish its work before returning (read the output back,
+/// as `into_data` does), or asynchronous devices time only the launch.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use ember_slm::models::{BertConfig, Encoded};
+/// use ember_slm::pipeline::round_robin_latency;
+///
+/// let device = Device::flex();
+/// let (big, small) = (
+///     BertConfig::new(100, 64, 4, 4, 128, 32).init(&device).unwrap(),
+///     BertConfig::new(100, 64, 1, 4, 128, 32).init(&device).unwrap(),
+/// );
+/// let b1 = Encoded::from_ids(&[vec![1, 5, 7, 2]], 0).unwrap();
+/// let b8 = Encoded::from_ids(&vec![vec![1, 5, 7, 9, 11, 2]; 8], 0).unwrap();
+/// let t = round_robin_latency(&[&big, &small], &[&b1, &b8], 1, |m, b| m.embed(b).map(|e| e.into_data())).unwrap();
+/// assert_eq!((t.len(), t[0].len()), (2, 2));
+/// assert!(t.iter().flatten().all(|&(p50, p90)| p50 > 0.0 && p90 >= p50));
+/// ```
+///
+/// # Errors
+/// The first error `call` returns; [`PipelineError::Eval`] for a `min_ms` the latency harness
+/// refuses.
+pub fn round_robin_latency<M, T>(
     models: &[&M],
-    batches: [&ember_models::Encoded; 2],
+    batches: &[&ember_models::Encoded],
     min_ms: u64,
     call: impl Fn(&M, &ember_models::Encoded) -> std::result::Result<T, ember_models::ModelError>,
-) -> Result<Vec<(f64, f64)>> {
-    let mut times: Vec<[Vec<f64>; 2]> = vec![[Vec::new(), Vec::new()]; models.len()];
+) -> Result<Vec<Vec<(f64, f64)>>> {
+    let mut samples: Vec<Vec<(Vec<f64>, Vec<f64>)>> = vec![vec![(Vec::new(), Vec::new()); batches.len()]; models.len()];
     for _round in 0..3 {
         for (i, m) in models.iter().enumerate() {
             for (k, batch) in batches.iter().enumerate() {
@@ -121,22 +147,22 @@ pub(crate) fn round_robin<M, T>(
                     warmup: 2,
                     min_iterations: 3,
                     min_time: std::time::Duration::from_millis(min_ms),
-                    max_iterations: 10_000,
+                    max_iterations: 100_000,
                     items_per_call: batch.batch,
                     tokens_per_call: batch.tokens(),
                     threads: 0,
                 };
                 let mut failed = None;
-                let ms = ember_eval::measure(&format!("model {i}"), &cfg, || {
+                let r = ember_eval::measure(&format!("model {i}"), &cfg, || {
                     if let Err(e) = call(m, batch) {
                         failed = Some(e);
                     }
-                })?
-                .p50_ms;
+                })?;
                 if let Some(e) = failed {
                     return Err(e.into());
                 }
-                times[i][k].push(ms);
+                samples[i][k].0.push(r.p50_ms);
+                samples[i][k].1.push(r.p90_ms);
             }
         }
     }
@@ -144,7 +170,21 @@ pub(crate) fn round_robin<M, T>(
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    Ok(times.iter_mut().map(|[a, b]| (median(a), median(b))).collect())
+    Ok(samples
+        .into_iter()
+        .map(|per_batch| per_batch.into_iter().map(|(mut p50, mut p90)| (median(&mut p50), median(&mut p90))).collect())
+        .collect())
+}
+
+/// [`round_robin_latency`] at a batch of 1 and one of 32: each model's p50 (batch 1, batch 32).
+pub(crate) fn round_robin<M, T>(
+    models: &[&M],
+    batches: [&ember_models::Encoded; 2],
+    min_ms: u64,
+    call: impl Fn(&M, &ember_models::Encoded) -> std::result::Result<T, ember_models::ModelError>,
+) -> Result<Vec<(f64, f64)>> {
+    let t = round_robin_latency(models, &batches, min_ms, call)?;
+    Ok(t.iter().map(|b| (b[0].0, b[1].0)).collect())
 }
 
 /// A tensor's values on the host as f32 (row-major); `what` names it in the error.

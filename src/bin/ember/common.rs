@@ -290,10 +290,15 @@ impl Model {
     /// The model's output on a batch: sentence embeddings for an encoder, logits for a
     /// classifier.
     pub fn output(&self, batch: &Encoded) -> Result<Tensor<2>> {
-        Ok(match &self.net {
-            Net::Encoder(b) => b.embed(batch)?,
-            Net::Classifier(c, _) => c.logits(batch)?,
-        })
+        Ok(self.forward(batch)?)
+    }
+
+    /// [`Model::output`] with the model's own error type.
+    pub fn forward(&self, batch: &Encoded) -> ember_slm::models::Result<Tensor<2>> {
+        match &self.net {
+            Net::Encoder(b) => b.embed(batch),
+            Net::Classifier(c, _) => c.logits(batch),
+        }
     }
 
     /// Parameters of the model (int8 weights count once, as float ones do).
@@ -413,10 +418,4 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         io_err(path, e)
     })
-}
-
-/// The median of `v` (sorted in place).
-pub fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

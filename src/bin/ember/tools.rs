@@ -6,14 +6,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use ember_slm::eval::LatencyConfig;
 use ember_slm::models::{Bert, BertClassifier, Encoded};
+use ember_slm::pipeline::round_robin_latency;
 use ember_slm::prune::{channel_importance_of, keep_top, unit_scores, units_to_keep};
 use ember_slm::quant::{ActivationMode, CalibrationConfig, Calibrator, ObserverConfig, QuantizeConfig, Quantizer};
 use serde_json::json;
 
 use crate::common::{
-    Layout, Model, Net, Result, RunOpts, fresh_dir, io_err, median, read_sentences, rows, usage, write_atomic,
+    Layout, Model, Net, Result, RunOpts, fresh_dir, io_err, read_sentences, rows, usage, write_atomic,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ impl Comparison {
             .then(|| a.iter().zip(&b).filter(|(x, y)| argmax(x) == argmax(y)).count() as f64 / a.len().max(1) as f64);
         let times = if latency_ms > 0 {
             let batches = [before.encode(&sentences[..1])?, before.encode(&cycled(sentences, 32))?];
-            Some(latencies(&[before, after], &batches, latency_ms, threads)?)
+            Some(latencies(&[before, after], &batches, latency_ms)?)
         } else {
             None
         };
@@ -134,40 +134,11 @@ impl Comparison {
     }
 }
 
-/// p50 latency (ms) of each model at each batch, measured round-robin (three rounds, the
-/// median of each model's p50s) so that drift on a noisy machine hits every model alike.
-fn latencies(models: &[&Model], batches: &[Encoded], min_ms: u64, threads: usize) -> Result<Vec<Vec<(f64, f64)>>> {
-    let mut samples: Vec<Vec<(Vec<f64>, Vec<f64>)>> = vec![vec![(Vec::new(), Vec::new()); batches.len()]; models.len()];
-    for _round in 0..3 {
-        for (i, m) in models.iter().enumerate() {
-            for (k, batch) in batches.iter().enumerate() {
-                let cfg = LatencyConfig {
-                    warmup: 2,
-                    min_iterations: 3,
-                    min_time: std::time::Duration::from_millis(min_ms),
-                    max_iterations: 100_000,
-                    items_per_call: batch.batch,
-                    tokens_per_call: batch.tokens(),
-                    threads,
-                };
-                let mut failed = None;
-                let r = ember_slm::eval::measure("model", &cfg, || {
-                    if let Err(e) = m.output(batch) {
-                        failed = Some(e);
-                    }
-                })?;
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                samples[i][k].0.push(r.p50_ms);
-                samples[i][k].1.push(r.p90_ms);
-            }
-        }
-    }
-    Ok(samples
-        .into_iter()
-        .map(|per_batch| per_batch.into_iter().map(|(mut p50, mut p90)| (median(&mut p50), median(&mut p90))).collect())
-        .collect())
+/// (p50, p90) latency in ms of each model at each batch, `[model][batch]`, measured round-robin
+/// in one run (`ember_slm::pipeline::round_robin_latency`).
+fn latencies(models: &[&Model], batches: &[Encoded], min_ms: u64) -> Result<Vec<Vec<(f64, f64)>>> {
+    let refs: Vec<&Encoded> = batches.iter().collect();
+    Ok(round_robin_latency(models, &refs, min_ms, |m, b| m.forward(b).map(|t| t.into_data()))?)
 }
 
 fn check_fraction(flag: &str, v: f64) -> Result<()> {
@@ -703,7 +674,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     let batches: Vec<Encoded> =
         a.batch.iter().map(|&b| models[0].encode(&cycled(&sentences, b))).collect::<Result<_>>()?;
     let threads = a.run.threads_used();
-    let t = latencies(&refs, &batches, a.min_ms, threads)?;
+    let t = latencies(&refs, &batches, a.min_ms)?;
     let mut table = String::new();
     let _ = writeln!(table, "{}", machine_line(threads));
     let name =
