@@ -82,6 +82,7 @@ fn recipe() -> EmbedRecipe {
         latency_ms: 5,
         max_tokens: 16,
         min_chars: 5,
+        general_sentences: 0,
         ..EmbedRecipe::default()
     }
 }
@@ -181,6 +182,10 @@ fn bad_input_is_refused_before_any_work() {
     }
     let err = run(&tdir, &text(5), &recipe(), &out, &device, &mut none).unwrap_err();
     assert!(matches!(err, PipelineError::Data { .. }) && err.to_string().contains("5 sentences"), "{err}");
+    let missing = tdir.join("no-such-general.txt");
+    let r = EmbedRecipe { general_sentences: 10, general_text: Some(missing.clone()), ..recipe() };
+    let err = run(&tdir, &text(160), &r, &out, &device, &mut none).unwrap_err();
+    assert!(err.to_string().contains("no-such-general.txt"), "the general text's path is named: {err}");
     let err = run(&out, &text(160), &recipe(), &out, &device, &mut none).unwrap_err();
     assert!(matches!(err, PipelineError::Model(_)), "{err}");
     assert!(serde_json::from_str::<EmbedRecipe>(r#"{"stepz": 3}"#).is_err(), "unknown fields refused");
@@ -193,6 +198,8 @@ fn every_recipe_option_runs_and_frozen_tables_stay_the_teachers() {
     let _serial = serial();
     let (tdir, out) = (temp("options-teacher"), temp("options-out"));
     teacher(&tdir);
+    let general = tdir.join("general.txt");
+    std::fs::write(&general, text(240)).unwrap();
     let device = Device::flex();
     let recipe = EmbedRecipe {
         token_weight: 1.0,
@@ -205,9 +212,12 @@ fn every_recipe_option_runs_and_frozen_tables_stay_the_teachers() {
         prune_neurons: 0.0,
         distill_steps: 8,
         prune_steps: 2,
+        general_sentences: 30,
+        general_text: Some(general.clone()),
         ..recipe()
     };
     let r = run(&tdir, &text(160), &recipe, &out, &device, &mut |_, _, _, _| {}).unwrap();
+    assert_eq!(r.general_sentences, 30);
     assert!(r.stages.iter().all(|s| s.spearman.is_finite() && s.cos_mean.is_finite()));
     // No narrowing: the pruned stage keeps the distilled width.
     assert_eq!(r.stages[2].params, r.stages[1].params);

@@ -63,7 +63,7 @@ pub use embedding::{FactorizedEmbedding, FactorizedEmbeddingConfig};
 pub use encoder::{Encoder, EncoderConfig, EncoderLayout, EncoderOutput, SharedInit, SharingMode};
 pub use error::{LayerError, Result};
 pub use feedforward::{FeedForward, FeedForwardConfig};
-pub use mobilebert::{MobileBert, MobileBertLayer, Normalization};
+pub use mobilebert::{MobileBert, MobileBertLayer, MobileBertOutput, Normalization};
 pub use params::{MobileBertSpec, ParamBreakdown, TransformerSpec};
 
 // The guide's code blocks are compiled and run as doctests, so they cannot rot.

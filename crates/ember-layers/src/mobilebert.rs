@@ -121,9 +121,14 @@ impl MobileBertLayer {
     /// probabilities.
     pub fn forward(&self, x: Tensor<3>, mask: &AttentionMask) -> (Tensor<3>, Tensor<4>) {
         let layer_input = self.bottleneck_input.norm.forward(self.bottleneck_input.dense.forward(x.clone()));
-        let shared = self.bottleneck_attention.norm.forward(self.bottleneck_attention.dense.forward(x.clone()));
-        let value_in = if self.value_from_bottleneck { layer_input.clone() } else { x.clone() };
-        let o = self.attention.forward_qkv(shared.clone(), shared, value_in, mask);
+        // With `use_bottleneck_attention` query, key and value all read the input bottleneck;
+        // otherwise query and key read the shared attention bottleneck and the value the body.
+        let o = if self.value_from_bottleneck {
+            self.attention.forward_qkv(layer_input.clone(), layer_input.clone(), layer_input.clone(), mask)
+        } else {
+            let shared = self.bottleneck_attention.norm.forward(self.bottleneck_attention.dense.forward(x.clone()));
+            self.attention.forward_qkv(shared.clone(), shared, x.clone(), mask)
+        };
         let mut y = self.attention_norm.forward(o.context + layer_input);
         for block in &self.ffn {
             y = block.forward(y);
@@ -197,28 +202,89 @@ pub struct MobileBert {
     pub layers: Vec<MobileBertLayer>,
 }
 
+/// What [`MobileBert::try_forward`] returns.
+#[derive(Debug, Clone)]
+pub struct MobileBertOutput {
+    /// The last layer's output `[batch, seq, H]`.
+    pub last_hidden: Tensor<3>,
+    /// With `collect`: the embedding output, then every layer's output (`n_layers + 1` tensors
+    /// `[batch, seq, H]`, as Hugging Face's `output_hidden_states`); empty otherwise.
+    pub hidden_states: Vec<Tensor<3>>,
+    /// With `collect`: every layer's attention probabilities `[batch, heads, seq, seq]`; empty
+    /// otherwise.
+    pub attentions: Vec<Tensor<4>>,
+}
+
 impl MobileBert {
-    /// Runs the model; returns the final hidden states and every layer's attention
-    /// probabilities.
+    /// Runs the model on `ids` (`[batch, seq]`) with optional token types and padding mask
+    /// (`true` at padding); with `collect`, keeps every layer's hidden state and attention
+    /// probabilities (the feature maps MobileBERT's layer-wise transfer matches).
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Int, Tensor};
+    /// use ember_layers::{MobileBertSpec, Normalization};
+    ///
+    /// let device = Device::flex();
+    /// let mut spec = MobileBertSpec::mobilebert();
+    /// (spec.vocab_size, spec.embedding_size, spec.hidden_size) = (50, 8, 32);
+    /// (spec.intra_bottleneck_size, spec.intermediate_size, spec.num_hidden_layers) = (16, 32, 2);
+    /// let model = spec.init(4, Normalization::NoNorm, &device).unwrap();
+    /// let ids = Tensor::<2, Int>::from_ints([[1, 2, 3], [4, 5, 6]], &device);
+    /// let out = model.try_forward(ids, None, None, true).unwrap();
+    /// assert_eq!(out.hidden_states.len(), 3); // embedding output + 2 layers
+    /// assert_eq!(out.attentions[1].dims(), [2, 4, 3, 3]);
+    /// ```
     ///
     /// # Errors
-    /// As [`MobileBertEmbedding::forward`].
+    /// As [`MobileBertEmbedding::forward`]; [`crate::LayerError::Shape`] for a padding mask of
+    /// another shape or an empty batch.
+    pub fn try_forward(
+        &self,
+        ids: Tensor<2, Int>,
+        token_types: Option<Tensor<2, Int>>,
+        pad_mask: Option<Tensor<2, Bool>>,
+        collect: bool,
+    ) -> Result<MobileBertOutput> {
+        let [b, t] = ids.dims();
+        if b == 0 || t == 0 {
+            return Err(crate::error::LayerError::Shape {
+                what: "ids".into(),
+                expected: "at least one sequence of at least one token".into(),
+                actual: format!("[{b}, {t}]"),
+            });
+        }
+        let device = ids.device();
+        let mut x = self.embedding.forward(ids, token_types)?;
+        let mask = AttentionMask::new(pad_mask, false, b, t, &device)?;
+        let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
+        for l in &self.layers {
+            if collect {
+                hidden_states.push(x.clone());
+            }
+            let (y, p) = l.forward(x, &mask);
+            x = y;
+            if collect {
+                attentions.push(p);
+            }
+        }
+        if collect {
+            hidden_states.push(x.clone());
+        }
+        Ok(MobileBertOutput { last_hidden: x, hidden_states, attentions })
+    }
+
+    /// Runs the model; returns the final hidden states and every layer's attention
+    /// probabilities ([`MobileBert::try_forward`] without token types, collecting).
+    ///
+    /// # Errors
+    /// As [`MobileBert::try_forward`].
     pub fn forward(
         &self,
         ids: Tensor<2, Int>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Result<(Tensor<3>, Vec<Tensor<4>>)> {
-        let [b, t] = ids.dims();
-        let device = ids.device();
-        let mut x = self.embedding.forward(ids, None)?;
-        let mask = AttentionMask::new(pad_mask, false, b, t, &device)?;
-        let mut probs = Vec::new();
-        for l in &self.layers {
-            let (y, p) = l.forward(x, &mask);
-            x = y;
-            probs.push(p);
-        }
-        Ok((x, probs))
+        let out = self.try_forward(ids, None, pad_mask, true)?;
+        Ok((out.last_hidden, out.attentions))
     }
 }
 

@@ -354,8 +354,9 @@ fn embed_mode(a: &CompressArgs) -> Result<()> {
     }
     let (t, last) = (&r.stages[0], &r.stages[r.stages.len() - 1]);
     println!(
-        "\n{} training sentences, {} held out; final: {:.1} % of the teacher's bytes, Spearman {:.4}, {:.2}× faster at batch 32, {:.2}× at batch 1",
+        "\n{} training sentences (+ {} general), {} held out; final: {:.1} % of the teacher's bytes, Spearman {:.4}, {:.2}× faster at batch 32, {:.2}× at batch 1",
         r.sentences.0,
+        r.general_sentences,
         r.sentences.1,
         100.0 * last.bytes as f64 / t.bytes.max(1) as f64,
         last.spearman,
