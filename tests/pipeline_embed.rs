@@ -184,7 +184,8 @@ fn bad_input_is_refused_before_any_work() {
     assert!(matches!(err, PipelineError::Data { .. }) && err.to_string().contains("5 sentences"), "{err}");
     let missing = tdir.join("no-such-general.txt");
     let r = EmbedRecipe { general_sentences: 10, general_text: Some(missing.clone()), ..recipe() };
-    let err = run(&tdir, &text(160), &r, &out, &device, &mut none).unwrap_err();
+    // Named before the teacher loads (here the teacher directory does not exist either).
+    let err = run(&out, &text(160), &r, &out, &device, &mut none).unwrap_err();
     assert!(err.to_string().contains("no-such-general.txt"), "the general text's path is named: {err}");
     let err = run(&out, &text(160), &recipe(), &out, &device, &mut none).unwrap_err();
     assert!(matches!(err, PipelineError::Model(_)), "{err}");
